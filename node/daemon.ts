@@ -1,0 +1,227 @@
+import type { AddressInfo } from 'node:net'
+import { serve } from '@hono/node-server'
+import type { PeerId } from '@libp2p/interface'
+import type { DestinationStream, Logger } from 'pino'
+import { z } from 'zod'
+import { ConsortiumDocumentSchema } from '../protocol/consortium.ts'
+import { handleProtocol, requestProtocol } from '../protocol/define.ts'
+import { consortiumSyncProtocol, MAX_SYNC_VERSIONS, statusProtocol } from '../protocol/membership.ts'
+import { SessionService } from '../protocol/session.ts'
+import { type ConfigOverrides, loadConfig, type NodeConfig } from './config.ts'
+import { createHost, type Host, MeshMaintainer } from './host.ts'
+import { ApiBuilder, parseBody } from './http/app.ts'
+import { loadIdentity } from './identity.ts'
+import { createLogger } from './logger.ts'
+import { Membership } from './membership.ts'
+import { type NodeStore, openStore } from './store.ts'
+import { ROLES, TokenVerifier } from './tokens.ts'
+import { SOFTWARE_VERSION } from './version.ts'
+
+/**
+ * The composition root of one node: identity, store, libp2p host, membership, protocols, HTTP API. Everything
+ * a node runs is started here and stopped in reverse order by `stop()`.
+ */
+export interface StartOptions {
+  dir: string
+  overrides?: ConfigOverrides
+  env?: NodeJS.ProcessEnv
+  logDestination?: DestinationStream
+}
+
+export interface RunningNode {
+  dir: string
+  config: NodeConfig
+  peerId: PeerId
+  host: Host
+  store: NodeStore
+  membership: Membership
+  sessions: SessionService
+  api: ApiBuilder
+  log: Logger
+  httpUrl: string
+  /** Multiaddrs other members can dial, each ending in /p2p/<peer id>. */
+  addresses(): string[]
+  stop(): Promise<void>
+}
+
+export const PeerSchema = z.object({
+  name: z.string(),
+  peerId: z.string(),
+  roles: z.array(z.string()),
+  connected: z.boolean(),
+  connections: z.number().int(),
+  remoteAddresses: z.array(z.string()),
+})
+
+export const NodeInfoSchema = z.object({
+  name: z.string(),
+  peerId: z.string(),
+  version: z.string(),
+  addresses: z.array(z.string()),
+  consortium: z.object({ id: z.string(), name: z.string(), version: z.number(), members: z.number() }).nullable(),
+})
+
+export async function startNode(opts: StartOptions): Promise<RunningNode> {
+  const config = loadConfig(opts.dir, { env: opts.env, overrides: opts.overrides })
+  const identity = loadIdentity(opts.dir)
+  const log = createLogger(config.name, config.log.level, opts.logDestination)
+  const store = await openStore(opts.dir)
+  const stops: Array<() => Promise<void> | void> = [() => store.close()]
+  const stopAll = async () => {
+    for (const s of stops.reverse()) {
+      try {
+        await s()
+      } catch (e) {
+        log.error({ err: (e as Error).message }, 'error during shutdown')
+      }
+    }
+  }
+  try {
+    await store.sub('meta').put('lastStart', new Date().toISOString())
+    const membership = new Membership(store, identity.peerId)
+    await membership.load()
+
+    const host = await createHost({ identity, config, membership, log })
+    stops.push(() => host.stop())
+    const admit = (p: PeerId) => membership.isMember(p)
+    const sessions = new SessionService(host, { admit, log })
+    await sessions.start()
+
+    await handleProtocol(
+      host,
+      statusProtocol,
+      async () => ({ name: config.name, software: SOFTWARE_VERSION, consortiumVersion: membership.version, time: new Date().toISOString() }),
+      { admit, log },
+    )
+    await handleProtocol(
+      host,
+      consortiumSyncProtocol,
+      async (req) => ({
+        documents: membership.document?.body.id === req.id ? await membership.versionsAfter(req.have, MAX_SYNC_VERSIONS) : [],
+      }),
+      { admit, log },
+    )
+    // A member that reconnects may hold a newer signed membership document: fetch and install it.
+    host.addEventListener('peer:connect', (evt) => {
+      void syncMembership(host, membership, evt.detail, log)
+    })
+
+    await host.start()
+    const mesh = new MeshMaintainer(host, membership, config, log)
+    mesh.start()
+    stops.push(() => mesh.stop())
+
+    const tokens = new TokenVerifier(store)
+    const api = new ApiBuilder(tokens)
+    const addresses = () => host.getMultiaddrs().map((a) => a.toString())
+    const info = () => {
+      const doc = membership.document
+      return {
+        name: config.name,
+        peerId: identity.peerId.toString(),
+        version: SOFTWARE_VERSION,
+        addresses: addresses(),
+        consortium: doc ? { id: doc.body.id, name: doc.body.name, version: doc.body.version, members: doc.body.members.length } : null,
+      }
+    }
+    api
+      .route({ method: 'get', path: '/v1/health', access: 'public', summary: 'Liveness', response: z.object({ status: z.literal('ok'), name: z.string() }) }, (c) =>
+        c.json({ status: 'ok' as const, name: config.name }),
+      )
+      .route({ method: 'get', path: '/v1/node', access: 'operator', summary: 'This node: peer id, addresses, version, consortium', response: NodeInfoSchema }, (c) => c.json(info()))
+      .route({ method: 'get', path: '/v1/peers', access: 'operator', summary: 'Consortium members and their connection state', response: z.object({ peers: z.array(PeerSchema) }) }, (c) =>
+        c.json({ peers: peerList(host, membership) }),
+      )
+      .route({ method: 'get', path: '/v1/consortium', access: 'governance', summary: 'The installed consortium document', response: ConsortiumDocumentSchema }, (c) => {
+        const doc = membership.document
+        return doc ? c.json(doc) : c.json({ error: { code: 'ERR_NO_CONSORTIUM', message: 'no consortium installed yet' } }, 404)
+      })
+      .route({ method: 'post', path: '/v1/consortium', access: 'operator', summary: 'Install a signed consortium document (genesis or successor)', body: ConsortiumDocumentSchema, response: ConsortiumDocumentSchema }, async (c) => {
+        const doc = await membership.install(await c.req.json().catch(() => null))
+        log.info({ consortium: doc.body.id, version: doc.body.version }, 'consortium document installed')
+        return c.json(doc)
+      })
+      .route({ method: 'post', path: '/v1/tokens', access: 'operator', summary: 'Create an API token (shown once)', body: TokenRequestSchema, response: z.object({ token: z.string(), role: z.enum(ROLES) }) }, async (c) => {
+        const req = await parseBody(c, TokenRequestSchema)
+        return c.json({ token: await tokens.create(req.role, req.label), role: req.role })
+      })
+
+    const server = serve({ fetch: (req) => api.app.fetch(req), hostname: config.http.host, port: config.http.port })
+    await new Promise<void>((resolve, reject) => {
+      server.once('listening', resolve)
+      server.once('error', (e) => reject(new Error(`HTTP API cannot listen on ${config.http.host}:${config.http.port}: ${e.message}`)))
+    })
+    stops.push(
+      () =>
+        new Promise<void>((resolve) => {
+          server.close(() => resolve())
+          ;(server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.()
+        }),
+    )
+    const port = (server.address() as AddressInfo).port
+    const httpUrl = `http://${config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host}:${port}`
+    api.route({ method: 'get', path: '/v1/openapi.json', access: 'public', summary: 'This API as OpenAPI 3.1' }, (c) =>
+      c.json(api.openapi({ title: `Syndicate node ${config.name}`, version: SOFTWARE_VERSION })),
+    )
+    log.info({ peerId: identity.peerId.toString(), addresses: addresses(), http: httpUrl }, 'node started')
+
+    let stopping: Promise<void> | undefined
+    return {
+      dir: opts.dir,
+      config,
+      peerId: identity.peerId,
+      host,
+      store,
+      membership,
+      sessions,
+      api,
+      log,
+      httpUrl,
+      addresses,
+      stop: () => {
+        stopping ??= (async () => {
+          log.info('node stopping')
+          await stopAll()
+          log.flush?.()
+        })()
+        return stopping
+      },
+    }
+  } catch (e) {
+    await stopAll()
+    throw e
+  }
+}
+
+const TokenRequestSchema = z.object({ role: z.enum(ROLES), label: z.string().min(1).max(64) }).strict()
+
+function peerList(host: Host, membership: Membership): z.infer<typeof PeerSchema>[] {
+  return membership.peers().map((m) => {
+    const conns = host.getConnections().filter((c) => c.remotePeer.toString() === m.peerId)
+    return {
+      name: m.name,
+      peerId: m.peerId,
+      roles: m.roles,
+      connected: conns.length > 0,
+      connections: conns.length,
+      remoteAddresses: conns.map((c) => c.remoteAddr.toString()),
+    }
+  })
+}
+
+async function syncMembership(host: Host, membership: Membership, peer: PeerId, log: Logger): Promise<void> {
+  const doc = membership.document
+  if (!doc || !membership.isMember(peer)) return
+  try {
+    const status = await requestProtocol(host, peer, statusProtocol, { consortiumVersion: membership.version })
+    if (status.consortiumVersion <= membership.version) return
+    const { documents } = await requestProtocol(host, peer, consortiumSyncProtocol, { id: doc.body.id, have: membership.version })
+    for (const d of documents) {
+      if (d.body.version <= membership.version) continue
+      await membership.install(d)
+      log.info({ from: peer.toString(), version: d.body.version }, 'installed newer consortium document from a member')
+    }
+  } catch (e) {
+    log.debug({ peer: peer.toString(), err: (e as Error).message }, 'membership sync with peer failed')
+  }
+}
