@@ -86,6 +86,11 @@ export class MeshMaintainer {
     })
     this.host.addEventListener('peer:connect', (evt) => {
       const peer = evt.detail.toString()
+      // A dial that was under way when the peer was removed can still complete: drop it here.
+      if (!this.membership.isMember(peer)) {
+        this.host.hangUp(evt.detail).catch(() => undefined)
+        return
+      }
       this.delays.delete(peer)
       clearTimeout(this.timers.get(peer))
       this.timers.delete(peer)

@@ -184,7 +184,9 @@ export class SessionService {
         const tag = new TextDecoder('utf-8', { fatal: true }).decode(f.subarray(2, 2 + tagLen))
         session.stats.bytesReceived += f.byteLength + 4
         session.stats.messagesReceived++
-        session.mailbox.deliver(from, tag, f.slice(2 + tagLen))
+        const body = new Uint8Array(f.byteLength - 2 - tagLen)
+        body.set(f.subarray(2 + tagLen))
+        session.mailbox.deliver(from, tag, body)
       }
     } catch (e) {
       const err = e as Error & { code?: string }

@@ -1,3 +1,4 @@
+import { type Command, Option } from 'commander'
 import { loadConfig } from '../config.ts'
 import { UsageError } from '../errors.ts'
 
@@ -40,4 +41,12 @@ export async function apiCall<T>(target: ApiTarget, method: string, path: string
     throw new UsageError(err?.code ?? `HTTP_${res.status}`, `${method} ${path}: ${err?.message ?? res.statusText}${hint}`)
   }
   return json as T
+}
+
+/** Options shared by commands that talk to a running node. */
+export function apiOptions(cmd: Command): Command {
+  return cmd
+    .addOption(new Option('--dir <dir>', 'data directory of the node (its config gives the API address)'))
+    .addOption(new Option('--api <url>', 'base URL of the node API, e.g. http://127.0.0.1:7600'))
+    .addOption(new Option('--token <token>', 'API token (default: $SYNDICATE_TOKEN)'))
 }

@@ -1,0 +1,43 @@
+#!/usr/bin/env node
+/**
+ * `syndicate`: the command line of a node. Commands that change a stopped node's data directory work on it
+ * directly; commands that ask a running node go through its HTTP API (--api URL or --dir, and --token or
+ * SYNDICATE_TOKEN).
+ */
+import { Command, CommanderError } from 'commander'
+import { SyndicateError } from '../../crypto/errors.ts'
+import { UsageError } from '../errors.ts'
+import { registerConsortiumCommands } from './consortium.ts'
+import { registerNodeCommands } from './node.ts'
+import { registerSimCommands } from './sim.ts'
+
+export function buildProgram(): Command {
+  const program = new Command('syndicate')
+    .description('Syndicate: joint credit and risk modelling between institutions, without sharing raw data')
+    .showHelpAfterError()
+    .exitOverride()
+  registerNodeCommands(program)
+  registerConsortiumCommands(program)
+  registerSimCommands(program)
+  return program
+}
+
+export async function main(argv: string[]): Promise<void> {
+  try {
+    await buildProgram().parseAsync(argv)
+  } catch (e) {
+    if (e instanceof CommanderError) process.exit(e.exitCode === 0 ? 0 : 2)
+    if (e instanceof UsageError) {
+      process.stderr.write(`error: ${e.message}\n`)
+      process.exit(2)
+    }
+    if (e instanceof SyndicateError) {
+      process.stderr.write(`error [${e.code}]: ${e.message}\n`)
+      process.exit(1)
+    }
+    process.stderr.write(`error: ${(e as Error).stack ?? e}\n`)
+    process.exit(1)
+  }
+}
+
+if (import.meta.main) await main(process.argv)
