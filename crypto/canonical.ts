@@ -21,7 +21,9 @@ function serialise(value: unknown, path: string): string {
       return JSON.stringify(value)
     case 'number':
       if (!Number.isFinite(value)) {
-        throw new SyndicateError('ERR_NOT_CANONICAL', `cannot serialise non-finite number at ${path}`, { path })
+        throw new SyndicateError('ERR_NOT_CANONICAL', `cannot serialise non-finite number at ${path}`, {
+          path,
+        })
       }
       return JSON.stringify(value)
     case 'object': {
@@ -29,7 +31,9 @@ function serialise(value: unknown, path: string): string {
       const keys = Object.keys(value as object)
         .filter((k) => (value as Record<string, unknown>)[k] !== undefined)
         .sort()
-      const parts = keys.map((k) => `${JSON.stringify(k)}:${serialise((value as Record<string, unknown>)[k], `${path}.${k}`)}`)
+      const parts = keys.map(
+        (k) => `${JSON.stringify(k)}:${serialise((value as Record<string, unknown>)[k], `${path}.${k}`)}`,
+      )
       return `{${parts.join(',')}}`
     }
     default:

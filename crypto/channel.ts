@@ -42,7 +42,10 @@ export function emptyStats(): ChannelStats {
  */
 export class Mailbox {
   private readonly ready = new Map<string, Uint8Array>()
-  private readonly waiting = new Map<string, { resolve: (m: Uint8Array) => void; reject: (e: Error) => void }>()
+  private readonly waiting = new Map<
+    string,
+    { resolve: (m: Uint8Array) => void; reject: (e: Error) => void }
+  >()
   private closedWith: Error | undefined
 
   deliver(from: string, tag: string, payload: Uint8Array): void {
@@ -124,7 +127,9 @@ export function createMemoryChannels(names: readonly string[]): Map<string, Part
       recv(from, tag) {
         if (!boxes.has(from) || from === self) {
           return Promise.reject(
-            new SyndicateError(ERR_UNKNOWN_PARTY, `${self} cannot receive from unknown party ${from}`, { from }),
+            new SyndicateError(ERR_UNKNOWN_PARTY, `${self} cannot receive from unknown party ${from}`, {
+              from,
+            }),
           )
         }
         return box.take(from, tag)

@@ -9,11 +9,21 @@ import { NodeErrorCode, UsageError } from './errors.ts'
  * (`SYNDICATE_*`) < command-line flags. Validated once; an invalid value stops the node with a message that
  * names the field and where it came from.
  */
-const multiaddr = z.string().regex(/^\/(ip4|ip6|dns4|dns6|dns)\/[^/]+\/tcp\/\d+(\/p2p\/\w+)?$/, 'expected a TCP multiaddr such as /ip4/127.0.0.1/tcp/7700')
+const multiaddr = z
+  .string()
+  .regex(
+    /^\/(ip4|ip6|dns4|dns6|dns)\/[^/]+\/tcp\/\d+(\/p2p\/\w+)?$/,
+    'expected a TCP multiaddr such as /ip4/127.0.0.1/tcp/7700',
+  )
 
 export const ConfigSchema = z
   .object({
-    name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'a node name is 1-64 letters, digits, dot, dash or underscore'),
+    name: z
+      .string()
+      .regex(
+        /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/,
+        'a node name is 1-64 letters, digits, dot, dash or underscore',
+      ),
     listen: z.array(multiaddr).min(1).default(['/ip4/127.0.0.1/tcp/0']),
     announce: z.array(multiaddr).default([]),
     http: z
@@ -24,7 +34,9 @@ export const ConfigSchema = z
       .strict()
       .default({ host: '127.0.0.1', port: 7600 }),
     log: z
-      .object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') })
+      .object({
+        level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+      })
       .strict()
       .default({ level: 'info' }),
     reconnect: z
@@ -83,14 +95,21 @@ export interface ConfigOverrides {
 }
 
 /** Reads environment overrides; numbers are parsed here so the schema can name the variable on error. */
-export function envOverrides(env: NodeJS.ProcessEnv): { values: Record<string, unknown>; source: Record<string, string> } {
+export function envOverrides(env: NodeJS.ProcessEnv): {
+  values: Record<string, unknown>
+  source: Record<string, string>
+} {
   const values: Record<string, unknown> = {}
   const source: Record<string, string> = {}
   const set = (path: string, v: unknown, name: string) => {
     values[path] = v
     source[path] = `environment variable ${name}`
   }
-  const list = (s: string) => s.split(',').map((x) => x.trim()).filter(Boolean)
+  const list = (s: string) =>
+    s
+      .split(',')
+      .map((x) => x.trim())
+      .filter(Boolean)
   if (env.SYNDICATE_NAME) set('name', env.SYNDICATE_NAME, 'SYNDICATE_NAME')
   if (env.SYNDICATE_LISTEN) set('listen', list(env.SYNDICATE_LISTEN), 'SYNDICATE_LISTEN')
   if (env.SYNDICATE_ANNOUNCE) set('announce', list(env.SYNDICATE_ANNOUNCE), 'SYNDICATE_ANNOUNCE')
@@ -104,19 +123,31 @@ function numeric(s: string): number | string {
   return /^\d+$/.test(s.trim()) ? Number(s) : s
 }
 
-export function loadConfig(dir: string, opts: { env?: NodeJS.ProcessEnv; overrides?: ConfigOverrides } = {}): NodeConfig {
+export function loadConfig(
+  dir: string,
+  opts: { env?: NodeJS.ProcessEnv; overrides?: ConfigOverrides } = {},
+): NodeConfig {
   const file = join(dir, CONFIG_FILE)
   let text: string
   try {
     text = readFileSync(file, 'utf8')
   } catch (e) {
-    throw new UsageError(NodeErrorCode.NOT_INITIALISED, `no config at ${file}: run "syndicate init --dir ${dir} --name NAME" first`, { file }, { cause: e })
+    throw new UsageError(
+      NodeErrorCode.NOT_INITIALISED,
+      `no config at ${file}: run "syndicate init --dir ${dir} --name NAME" first`,
+      { file },
+      { cause: e },
+    )
   }
   let raw: unknown
   try {
     raw = YAML.parse(text) ?? {}
   } catch (e) {
-    throw new UsageError(NodeErrorCode.CONFIG, `config file ${file} is not valid YAML: ${(e as Error).message.split('\n')[0]}`, { file })
+    throw new UsageError(
+      NodeErrorCode.CONFIG,
+      `config file ${file} is not valid YAML: ${(e as Error).message.split('\n')[0]}`,
+      { file },
+    )
   }
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
     throw new UsageError(NodeErrorCode.CONFIG, `config file ${file} must be a YAML mapping`, { file })
@@ -143,7 +174,11 @@ export function loadConfig(dir: string, opts: { env?: NodeJS.ProcessEnv; overrid
     const path = issue.path.join('.')
     const top = issue.path.filter((p) => typeof p === 'string').join('.')
     const from = source[path] ?? source[top] ?? `config file ${file}`
-    throw new UsageError(NodeErrorCode.CONFIG, `invalid config value "${path || '(root)'}" (from ${from}): ${issue.message}`, { field: path, source: from })
+    throw new UsageError(
+      NodeErrorCode.CONFIG,
+      `invalid config value "${path || '(root)'}" (from ${from}): ${issue.message}`,
+      { field: path, source: from },
+    )
   }
   return parsed.data
 }

@@ -58,7 +58,9 @@ export const NodeInfoSchema = z.object({
   peerId: z.string(),
   version: z.string(),
   addresses: z.array(z.string()),
-  consortium: z.object({ id: z.string(), name: z.string(), version: z.number(), members: z.number() }).nullable(),
+  consortium: z
+    .object({ id: z.string(), name: z.string(), version: z.number(), members: z.number() })
+    .nullable(),
 })
 
 export async function startNode(opts: StartOptions): Promise<RunningNode> {
@@ -90,14 +92,22 @@ export async function startNode(opts: StartOptions): Promise<RunningNode> {
     await handleProtocol(
       host,
       statusProtocol,
-      async () => ({ name: config.name, software: SOFTWARE_VERSION, consortiumVersion: membership.version, time: new Date().toISOString() }),
+      async () => ({
+        name: config.name,
+        software: SOFTWARE_VERSION,
+        consortiumVersion: membership.version,
+        time: new Date().toISOString(),
+      }),
       { admit, log },
     )
     await handleProtocol(
       host,
       consortiumSyncProtocol,
       async (req) => ({
-        documents: membership.document?.body.id === req.id ? await membership.versionsAfter(req.have, MAX_SYNC_VERSIONS) : [],
+        documents:
+          membership.document?.body.id === req.id
+            ? await membership.versionsAfter(req.have, MAX_SYNC_VERSIONS)
+            : [],
       }),
       { admit, log },
     )
@@ -121,35 +131,102 @@ export async function startNode(opts: StartOptions): Promise<RunningNode> {
         peerId: identity.peerId.toString(),
         version: SOFTWARE_VERSION,
         addresses: addresses(),
-        consortium: doc ? { id: doc.body.id, name: doc.body.name, version: doc.body.version, members: doc.body.members.length } : null,
+        consortium: doc
+          ? {
+              id: doc.body.id,
+              name: doc.body.name,
+              version: doc.body.version,
+              members: doc.body.members.length,
+            }
+          : null,
       }
     }
     api
-      .route({ method: 'get', path: '/v1/health', access: 'public', summary: 'Liveness', response: z.object({ status: z.literal('ok'), name: z.string() }) }, (c) =>
-        c.json({ status: 'ok' as const, name: config.name }),
+      .route(
+        {
+          method: 'get',
+          path: '/v1/health',
+          access: 'public',
+          summary: 'Liveness',
+          response: z.object({ status: z.literal('ok'), name: z.string() }),
+        },
+        (c) => c.json({ status: 'ok' as const, name: config.name }),
       )
-      .route({ method: 'get', path: '/v1/node', access: 'operator', summary: 'This node: peer id, addresses, version, consortium', response: NodeInfoSchema }, (c) => c.json(info()))
-      .route({ method: 'get', path: '/v1/peers', access: 'operator', summary: 'Consortium members and their connection state', response: z.object({ peers: z.array(PeerSchema) }) }, (c) =>
-        c.json({ peers: peerList(host, membership) }),
+      .route(
+        {
+          method: 'get',
+          path: '/v1/node',
+          access: 'operator',
+          summary: 'This node: peer id, addresses, version, consortium',
+          response: NodeInfoSchema,
+        },
+        (c) => c.json(info()),
       )
-      .route({ method: 'get', path: '/v1/consortium', access: 'governance', summary: 'The installed consortium document', response: ConsortiumDocumentSchema }, (c) => {
-        const doc = membership.document
-        return doc ? c.json(doc) : c.json({ error: { code: 'ERR_NO_CONSORTIUM', message: 'no consortium installed yet' } }, 404)
-      })
-      .route({ method: 'post', path: '/v1/consortium', access: 'operator', summary: 'Install a signed consortium document (genesis or successor)', body: ConsortiumDocumentSchema, response: ConsortiumDocumentSchema }, async (c) => {
-        const doc = await membership.install(await c.req.json().catch(() => null))
-        log.info({ consortium: doc.body.id, version: doc.body.version }, 'consortium document installed')
-        return c.json(doc)
-      })
-      .route({ method: 'post', path: '/v1/tokens', access: 'operator', summary: 'Create an API token (shown once)', body: TokenRequestSchema, response: z.object({ token: z.string(), role: z.enum(ROLES) }) }, async (c) => {
-        const req = await parseBody(c, TokenRequestSchema)
-        return c.json({ token: await tokens.create(req.role, req.label), role: req.role })
-      })
+      .route(
+        {
+          method: 'get',
+          path: '/v1/peers',
+          access: 'operator',
+          summary: 'Consortium members and their connection state',
+          response: z.object({ peers: z.array(PeerSchema) }),
+        },
+        (c) => c.json({ peers: peerList(host, membership) }),
+      )
+      .route(
+        {
+          method: 'get',
+          path: '/v1/consortium',
+          access: 'governance',
+          summary: 'The installed consortium document',
+          response: ConsortiumDocumentSchema,
+        },
+        (c) => {
+          const doc = membership.document
+          return doc
+            ? c.json(doc)
+            : c.json({ error: { code: 'ERR_NO_CONSORTIUM', message: 'no consortium installed yet' } }, 404)
+        },
+      )
+      .route(
+        {
+          method: 'post',
+          path: '/v1/consortium',
+          access: 'operator',
+          summary: 'Install a signed consortium document (genesis or successor)',
+          body: ConsortiumDocumentSchema,
+          response: ConsortiumDocumentSchema,
+        },
+        async (c) => {
+          const doc = await membership.install(await c.req.json().catch(() => null))
+          log.info({ consortium: doc.body.id, version: doc.body.version }, 'consortium document installed')
+          return c.json(doc)
+        },
+      )
+      .route(
+        {
+          method: 'post',
+          path: '/v1/tokens',
+          access: 'operator',
+          summary: 'Create an API token (shown once)',
+          body: TokenRequestSchema,
+          response: z.object({ token: z.string(), role: z.enum(ROLES) }),
+        },
+        async (c) => {
+          const req = await parseBody(c, TokenRequestSchema)
+          return c.json({ token: await tokens.create(req.role, req.label), role: req.role })
+        },
+      )
 
-    const server = serve({ fetch: (req) => api.app.fetch(req), hostname: config.http.host, port: config.http.port })
+    const server = serve({
+      fetch: (req) => api.app.fetch(req),
+      hostname: config.http.host,
+      port: config.http.port,
+    })
     await new Promise<void>((resolve, reject) => {
       server.once('listening', resolve)
-      server.once('error', (e) => reject(new Error(`HTTP API cannot listen on ${config.http.host}:${config.http.port}: ${e.message}`)))
+      server.once('error', (e) =>
+        reject(new Error(`HTTP API cannot listen on ${config.http.host}:${config.http.port}: ${e.message}`)),
+      )
     })
     stops.push(
       () =>
@@ -160,8 +237,9 @@ export async function startNode(opts: StartOptions): Promise<RunningNode> {
     )
     const port = (server.address() as AddressInfo).port
     const httpUrl = `http://${config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host}:${port}`
-    api.route({ method: 'get', path: '/v1/openapi.json', access: 'public', summary: 'This API as OpenAPI 3.1' }, (c) =>
-      c.json(api.openapi({ title: `Syndicate node ${config.name}`, version: SOFTWARE_VERSION })),
+    api.route(
+      { method: 'get', path: '/v1/openapi.json', access: 'public', summary: 'This API as OpenAPI 3.1' },
+      (c) => c.json(api.openapi({ title: `Syndicate node ${config.name}`, version: SOFTWARE_VERSION })),
     )
     log.info({ peerId: identity.peerId.toString(), addresses: addresses(), http: httpUrl }, 'node started')
 
@@ -213,13 +291,21 @@ async function syncMembership(host: Host, membership: Membership, peer: PeerId, 
   const doc = membership.document
   if (!doc || !membership.isMember(peer)) return
   try {
-    const status = await requestProtocol(host, peer, statusProtocol, { consortiumVersion: membership.version })
+    const status = await requestProtocol(host, peer, statusProtocol, {
+      consortiumVersion: membership.version,
+    })
     if (status.consortiumVersion <= membership.version) return
-    const { documents } = await requestProtocol(host, peer, consortiumSyncProtocol, { id: doc.body.id, have: membership.version })
+    const { documents } = await requestProtocol(host, peer, consortiumSyncProtocol, {
+      id: doc.body.id,
+      have: membership.version,
+    })
     for (const d of documents) {
       if (d.body.version <= membership.version) continue
       await membership.install(d)
-      log.info({ from: peer.toString(), version: d.body.version }, 'installed newer consortium document from a member')
+      log.info(
+        { from: peer.toString(), version: d.body.version },
+        'installed newer consortium document from a member',
+      )
     }
   } catch (e) {
     log.debug({ peer: peer.toString(), err: (e as Error).message }, 'membership sync with peer failed')

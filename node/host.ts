@@ -17,7 +17,12 @@ import type { Membership } from './membership.ts'
  * only. The gater runs after the Noise handshake has authenticated the remote's peer id and before the
  * connection is upgraded, so a non-member's streams never reach a handler.
  */
-export async function createHost(opts: { identity: Identity; config: NodeConfig; membership: Membership; log: Logger }) {
+export async function createHost(opts: {
+  identity: Identity
+  config: NodeConfig
+  membership: Membership
+  log: Logger
+}) {
   const { membership, log } = opts
   const refuse = (peer: PeerId, direction: string) => {
     const deny = !membership.isMember(peer)
@@ -56,6 +61,8 @@ export async function createHost(opts: { identity: Identity; config: NodeConfig;
 
 export type Host = Awaited<ReturnType<typeof createHost>>
 
+const FALLBACK_DIAL_MS = 3000
+
 /**
  * Keeps a connection open to every member: dials members that are not connected, with exponential backoff
  * per member, forever while they are members; hangs up on peers removed from the consortium.
@@ -80,7 +87,10 @@ export class MeshMaintainer {
     this.host.addEventListener('peer:disconnect', (evt) => {
       const peer = evt.detail.toString()
       if (!this.stopped && this.membership.isMember(peer)) {
-        this.log.info({ peer, member: this.membership.member(peer)?.name }, 'member disconnected; will redial')
+        this.log.info(
+          { peer, member: this.membership.member(peer)?.name },
+          'member disconnected; will redial',
+        )
         this.schedule(peer, this.config.reconnect.initialDelayMs)
       }
     })
@@ -110,13 +120,16 @@ export class MeshMaintainer {
     const self = this.host.peerId.toString()
     for (const m of this.membership.peers()) {
       if (this.host.getConnections(peerIdFromString(m.peerId)).length > 0) continue
-      // Of two members starting together, the one with the smaller id dials first; the other waits a moment,
-      // which avoids a duplicate connection per pair in most cases.
-      this.schedule(m.peerId, self < m.peerId ? 0 : this.config.reconnect.initialDelayMs)
+      // Of two members starting together, the one with the smaller id dials; the other dials only if no
+      // connection came after a while, so most pairs end up with a single connection.
+      this.schedule(m.peerId, self < m.peerId ? 0 : FALLBACK_DIAL_MS)
     }
     for (const conn of this.host.getConnections()) {
       if (!this.membership.isMember(conn.remotePeer)) {
-        this.log.warn({ peer: conn.remotePeer.toString() }, 'closing connection to a peer no longer in the consortium')
+        this.log.warn(
+          { peer: conn.remotePeer.toString() },
+          'closing connection to a peer no longer in the consortium',
+        )
         conn.close().catch(() => undefined)
       }
     }
@@ -140,14 +153,21 @@ export class MeshMaintainer {
     if (this.host.getConnections(id).length > 0) return
     try {
       const addrs = member.addresses.map((a) => multiaddr(a.includes('/p2p/') ? a : `${a}/p2p/${peer}`))
-      if (addrs.length > 0) await this.host.peerStore.merge(id, { multiaddrs: addrs.map((a) => a.decapsulateCode(421)) })
+      if (addrs.length > 0)
+        await this.host.peerStore.merge(id, { multiaddrs: addrs.map((a) => a.decapsulateCode(421)) })
       await this.host.dial(id, { signal: AbortSignal.timeout(10_000) })
       this.delays.delete(peer)
     } catch (e) {
       if (this.stopped) return
-      const next = Math.min(this.config.reconnect.maxDelayMs, (this.delays.get(peer) ?? this.config.reconnect.initialDelayMs) * 2)
+      const next = Math.min(
+        this.config.reconnect.maxDelayMs,
+        (this.delays.get(peer) ?? this.config.reconnect.initialDelayMs) * 2,
+      )
       this.delays.set(peer, next)
-      this.log.debug({ peer, member: member.name, err: (e as Error).message, retryInMs: next }, 'dial to member failed')
+      this.log.debug(
+        { peer, member: member.name, err: (e as Error).message, retryInMs: next },
+        'dial to member failed',
+      )
       this.schedule(peer, next)
     }
   }

@@ -19,10 +19,17 @@ export interface Identity {
 export async function createIdentity(dir: string): Promise<Identity> {
   const file = join(dir, IDENTITY_FILE)
   if (existsSync(file)) {
-    throw new UsageError(NodeErrorCode.IDENTITY_EXISTS, `${file} already exists; refusing to overwrite an identity`, { file })
+    throw new UsageError(
+      NodeErrorCode.IDENTITY_EXISTS,
+      `${file} already exists; refusing to overwrite an identity`,
+      { file },
+    )
   }
   const privateKey = await generateKeyPair('Ed25519')
-  const body = JSON.stringify({ type: 'Ed25519', privateKey: Buffer.from(privateKeyToProtobuf(privateKey)).toString('base64') })
+  const body = JSON.stringify({
+    type: 'Ed25519',
+    privateKey: Buffer.from(privateKeyToProtobuf(privateKey)).toString('base64'),
+  })
   // 'wx' fails if the file appeared meanwhile, so two concurrent inits cannot clobber each other.
   writeFileSync(file, `${body}\n`, { mode: 0o600, flag: 'wx' })
   return { privateKey, peerId: peerIdFromPrivateKey(privateKey) }
@@ -34,11 +41,17 @@ export function loadIdentity(dir: string): Identity {
   try {
     text = readFileSync(file, 'utf8')
   } catch (e) {
-    throw new UsageError(NodeErrorCode.NOT_INITIALISED, `no identity at ${file}: run "syndicate init --dir ${dir} --name NAME" first`, { file }, { cause: e })
+    throw new UsageError(
+      NodeErrorCode.NOT_INITIALISED,
+      `no identity at ${file}: run "syndicate init --dir ${dir} --name NAME" first`,
+      { file },
+      { cause: e },
+    )
   }
   try {
     const parsed = JSON.parse(text) as { type?: unknown; privateKey?: unknown }
-    if (parsed.type !== 'Ed25519' || typeof parsed.privateKey !== 'string') throw new Error('expected {"type":"Ed25519","privateKey":"<base64>"}')
+    if (parsed.type !== 'Ed25519' || typeof parsed.privateKey !== 'string')
+      throw new Error('expected {"type":"Ed25519","privateKey":"<base64>"}')
     const privateKey = privateKeyFromProtobuf(Buffer.from(parsed.privateKey, 'base64'))
     if (privateKey.type !== 'Ed25519') throw new Error(`key type ${privateKey.type} is not Ed25519`)
     return { privateKey, peerId: peerIdFromPrivateKey(privateKey) }

@@ -17,7 +17,9 @@ import type { NodeStore } from './store.ts'
  */
 const SUBLEVEL = 'consortium'
 
-export class Membership extends EventEmitter<{ change: [ConsortiumDocument, ConsortiumDocument | undefined] }> {
+export class Membership extends EventEmitter<{
+  change: [ConsortiumDocument, ConsortiumDocument | undefined]
+}> {
   private doc: ConsortiumDocument | undefined
   private memberIds = new Set<string>()
   private readonly store: NodeStore
@@ -60,11 +62,17 @@ export class Membership extends EventEmitter<{ change: [ConsortiumDocument, Cons
   async install(input: unknown): Promise<ConsortiumDocument> {
     const doc = parseConsortiumDocument(input)
     if (this.doc && doc.body.id === this.doc.body.id && doc.body.version <= this.doc.body.version) {
-      throw new ProtocolError(ProtocolErrorCode.INVALID_CONSORTIUM, `version ${doc.body.version} is not newer than installed version ${this.doc.body.version}`)
+      throw new ProtocolError(
+        ProtocolErrorCode.INVALID_CONSORTIUM,
+        `version ${doc.body.version} is not newer than installed version ${this.doc.body.version}`,
+      )
     }
     await assertInstallable(doc, this.doc)
     if (!doc.body.members.some((m) => m.peerId === this.self) && !this.doc) {
-      throw new ProtocolError(ProtocolErrorCode.INVALID_CONSORTIUM, `this node (${this.self}) is not a member of consortium ${doc.body.id}`)
+      throw new ProtocolError(
+        ProtocolErrorCode.INVALID_CONSORTIUM,
+        `this node (${this.self}) is not a member of consortium ${doc.body.id}`,
+      )
     }
     await this.store.sub(SUBLEVEL).batch([
       { type: 'put', key: `v/${String(doc.body.version).padStart(8, '0')}`, value: doc },

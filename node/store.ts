@@ -28,9 +28,18 @@ export async function openStore(dir: string): Promise<NodeStore> {
     const cause = (e as { cause?: { code?: string; message?: string } }).cause
     const msg = `${(e as Error).message} ${cause?.message ?? ''}`
     if (/lock/i.test(msg)) {
-      throw new UsageError(NodeErrorCode.DATA_DIR_LOCKED, `data directory ${dir} is in use by a running node (database locked); stop it first or use its HTTP API`, { dir })
+      throw new UsageError(
+        NodeErrorCode.DATA_DIR_LOCKED,
+        `data directory ${dir} is in use by a running node (database locked); stop it first or use its HTTP API`,
+        { dir },
+      )
     }
-    throw new UsageError('ERR_STORE', `cannot open the database at ${location}: ${msg.trim()}`, { location }, { cause: e })
+    throw new UsageError(
+      'ERR_STORE',
+      `cannot open the database at ${location}: ${msg.trim()}`,
+      { location },
+      { cause: e },
+    )
   }
   const subs = new Map<string, Sublevel>()
   return {

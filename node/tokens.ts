@@ -22,7 +22,9 @@ function digest(token: string): string {
 
 export async function createToken(store: NodeStore, role: Role, label: string): Promise<string> {
   const token = `syn_${role}_${randomBytes(24).toString('base64url')}`
-  await store.sub<TokenRecord>(SUBLEVEL).put(digest(token), { role, label, createdAt: new Date().toISOString() })
+  await store
+    .sub<TokenRecord>(SUBLEVEL)
+    .put(digest(token), { role, label, createdAt: new Date().toISOString() })
   return token
 }
 

@@ -36,7 +36,11 @@ export const ConsortiumBodySchema = z
   })
   .superRefine((b, ctx) => {
     if (b.threshold > b.members.length) {
-      ctx.addIssue({ code: 'custom', path: ['threshold'], message: `threshold ${b.threshold} exceeds ${b.members.length} members` })
+      ctx.addIssue({
+        code: 'custom',
+        path: ['threshold'],
+        message: `threshold ${b.threshold} exceeds ${b.members.length} members`,
+      })
     }
     if ((b.version === 1) !== (b.previous === null)) {
       ctx.addIssue({ code: 'custom', path: ['previous'], message: 'only version 1 has no previous document' })
@@ -44,7 +48,8 @@ export const ConsortiumBodySchema = z
     for (const key of ['name', 'peerId'] as const) {
       const seen = new Set<string>()
       for (const m of b.members) {
-        if (seen.has(m[key])) ctx.addIssue({ code: 'custom', path: ['members'], message: `duplicate member ${key} ${m[key]}` })
+        if (seen.has(m[key]))
+          ctx.addIssue({ code: 'custom', path: ['members'], message: `duplicate member ${key} ${m[key]}` })
         seen.add(m[key])
       }
     }
@@ -88,7 +93,12 @@ export function parseConsortiumDocument(json: unknown): ConsortiumDocument {
   return r.data
 }
 
-export function newGenesis(opts: { id: string; name: string; members: Member[]; threshold?: number }): ConsortiumDocument {
+export function newGenesis(opts: {
+  id: string
+  name: string
+  members: Member[]
+  threshold?: number
+}): ConsortiumDocument {
   const body = ConsortiumBodySchema.parse({
     v: 1,
     id: opts.id,
@@ -103,7 +113,10 @@ export function newGenesis(opts: { id: string; name: string; members: Member[]; 
 }
 
 /** The successor of `current` with `members`; it needs `current.body.threshold` signatures to install. */
-export function nextVersion(current: ConsortiumDocument, changes: { members: Member[]; threshold?: number }): ConsortiumDocument {
+export function nextVersion(
+  current: ConsortiumDocument,
+  changes: { members: Member[]; threshold?: number },
+): ConsortiumDocument {
   const body = ConsortiumBodySchema.parse({
     ...current.body,
     version: current.body.version + 1,
@@ -115,7 +128,11 @@ export function nextVersion(current: ConsortiumDocument, changes: { members: Mem
   return { body, signatures: [] }
 }
 
-export async function signDocument(doc: ConsortiumDocument, key: PrivateKey, peerId: PeerId): Promise<ConsortiumDocument> {
+export async function signDocument(
+  doc: ConsortiumDocument,
+  key: PrivateKey,
+  peerId: PeerId,
+): Promise<ConsortiumDocument> {
   const signature = Buffer.from(await key.sign(signingBytes(doc.body))).toString('base64')
   const others = doc.signatures.filter((s) => s.peerId !== peerId.toString())
   return { body: doc.body, signatures: [...others, { peerId: peerId.toString(), signature }] }
@@ -149,17 +166,38 @@ export interface Verification {
  * Checks `doc` on its own (genesis) or as the successor of `previous`. Returns what is missing rather than
  * throwing, so `consortium sign` can tell an operator who still has to sign.
  */
-export async function verifyDocument(doc: ConsortiumDocument, previous?: ConsortiumDocument): Promise<Verification> {
+export async function verifyDocument(
+  doc: ConsortiumDocument,
+  previous?: ConsortiumDocument,
+): Promise<Verification> {
   const signers = await validSigners(doc)
   if (doc.body.version === 1) {
-    if (previous) return { ok: false, missing: [], needed: 0, reason: 'a genesis document cannot replace an installed consortium' }
+    if (previous)
+      return {
+        ok: false,
+        missing: [],
+        needed: 0,
+        reason: 'a genesis document cannot replace an installed consortium',
+      }
     const missing = doc.body.members.filter((m) => !signers.has(m.peerId)).map((m) => m.name)
     return { ok: missing.length === 0, missing, needed: missing.length }
   }
-  if (!previous) return { ok: false, missing: [], needed: 0, reason: `version ${doc.body.version} needs its predecessor installed first` }
-  if (doc.body.id !== previous.body.id) return { ok: false, missing: [], needed: 0, reason: 'consortium id differs from the installed one' }
+  if (!previous)
+    return {
+      ok: false,
+      missing: [],
+      needed: 0,
+      reason: `version ${doc.body.version} needs its predecessor installed first`,
+    }
+  if (doc.body.id !== previous.body.id)
+    return { ok: false, missing: [], needed: 0, reason: 'consortium id differs from the installed one' }
   if (doc.body.version !== previous.body.version + 1 || doc.body.previous !== documentHash(previous.body)) {
-    return { ok: false, missing: [], needed: 0, reason: `does not chain to installed version ${previous.body.version}` }
+    return {
+      ok: false,
+      missing: [],
+      needed: 0,
+      reason: `does not chain to installed version ${previous.body.version}`,
+    }
   }
   const voters = previous.body.members.filter((m) => signers.has(m.peerId))
   const needed = Math.max(0, previous.body.threshold - voters.length)
@@ -167,12 +205,16 @@ export async function verifyDocument(doc: ConsortiumDocument, previous?: Consort
   return { ok: needed === 0, missing, needed }
 }
 
-export async function assertInstallable(doc: ConsortiumDocument, previous?: ConsortiumDocument): Promise<void> {
+export async function assertInstallable(
+  doc: ConsortiumDocument,
+  previous?: ConsortiumDocument,
+): Promise<void> {
   const v = await verifyDocument(doc, previous)
   if (!v.ok) {
     throw new ProtocolError(
       ProtocolErrorCode.INVALID_CONSORTIUM,
-      v.reason ?? `consortium document lacks signatures: ${v.needed} more needed (unsigned: ${v.missing.join(', ')})`,
+      v.reason ??
+        `consortium document lacks signatures: ${v.needed} more needed (unsigned: ${v.missing.join(', ')})`,
       { missing: v.missing, needed: v.needed },
     )
   }

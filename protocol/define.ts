@@ -91,7 +91,10 @@ export async function handleProtocol<Req extends z.ZodType, Res extends z.ZodTyp
         req = decodeMessage(spec.request, bytes, `request on ${spec.id}`)
       } catch (e) {
         const err = e as Error & { code?: string }
-        opts.log.warn({ peer: remotePeer.toString(), protocol: spec.id, code: err.code, err: err.message }, 'bad request')
+        opts.log.warn(
+          { peer: remotePeer.toString(), protocol: spec.id, code: err.code, err: err.message },
+          'bad request',
+        )
         stream.abort(err)
         return
       }
@@ -106,7 +109,10 @@ export async function handleProtocol<Req extends z.ZodType, Res extends z.ZodTyp
         await writeFrame(stream, encodeMessage(envelope))
         await stream.close()
       } catch (e) {
-        opts.log.warn({ peer: remotePeer.toString(), protocol: spec.id, err: (e as Error).message }, 'reply failed')
+        opts.log.warn(
+          { peer: remotePeer.toString(), protocol: spec.id, err: (e as Error).message },
+          'reply failed',
+        )
         stream.abort(e as Error)
       }
     },
@@ -124,7 +130,10 @@ export async function requestProtocol<Req extends z.ZodType, Res extends z.ZodTy
 ): Promise<z.infer<Res>> {
   const body = encodeMessage(spec.request.parse(req))
   if (body.byteLength > spec.maxMessageBytes) {
-    throw new ProtocolError(ProtocolErrorCode.MESSAGE_TOO_LARGE, `request of ${body.byteLength} bytes exceeds ${spec.maxMessageBytes}`)
+    throw new ProtocolError(
+      ProtocolErrorCode.MESSAGE_TOO_LARGE,
+      `request of ${body.byteLength} bytes exceeds ${spec.maxMessageBytes}`,
+    )
   }
   const signal = options.signal ?? AbortSignal.timeout(spec.timeoutMs)
   const stream = await libp2p.dialProtocol(peer, spec.id, { signal })
@@ -134,9 +143,13 @@ export async function requestProtocol<Req extends z.ZodType, Res extends z.ZodTy
     const bytes = await withTimeout(readOneFrame(stream, spec.maxMessageBytes), spec.timeoutMs, spec.id)
     const envelope = decodeMessage(envelopeSchemaOf(spec), bytes, `response on ${spec.id}`) as Envelope
     if (!envelope.ok) {
-      throw new ProtocolError(ProtocolErrorCode.REMOTE_ERROR, `${peer} answered ${envelope.error.code}: ${envelope.error.message}`, {
-        remoteCode: envelope.error.code,
-      })
+      throw new ProtocolError(
+        ProtocolErrorCode.REMOTE_ERROR,
+        `${peer} answered ${envelope.error.code}: ${envelope.error.message}`,
+        {
+          remoteCode: envelope.error.code,
+        },
+      )
     }
     return envelope.result as z.infer<Res>
   } catch (e) {
@@ -151,7 +164,10 @@ function envelopeSchemaOf(spec: ProtocolSpec<z.ZodType, z.ZodType>): z.ZodType {
   if (!s) {
     s = z.union([
       z.object({ ok: z.literal(true), result: spec.response }),
-      z.object({ ok: z.literal(false), error: z.object({ code: z.string().max(64), message: z.string().max(2000) }) }),
+      z.object({
+        ok: z.literal(false),
+        error: z.object({ code: z.string().max(64), message: z.string().max(2000) }),
+      }),
     ])
     envelopeCache.set(spec, s)
   }
@@ -161,7 +177,10 @@ function envelopeSchemaOf(spec: ProtocolSpec<z.ZodType, z.ZodType>): z.ZodType {
 export async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new ProtocolError(ProtocolErrorCode.TIMEOUT, `${what}: no message within ${ms} ms`)), ms)
+    timer = setTimeout(
+      () => reject(new ProtocolError(ProtocolErrorCode.TIMEOUT, `${what}: no message within ${ms} ms`)),
+      ms,
+    )
   })
   try {
     return await Promise.race([p, timeout])

@@ -15,7 +15,12 @@ export const ProtocolErrorCode = {
 export type ProtocolErrorCode = (typeof ProtocolErrorCode)[keyof typeof ProtocolErrorCode]
 
 export class ProtocolError extends SyndicateError {
-  constructor(code: ProtocolErrorCode, message: string, details?: Record<string, unknown>, options?: ErrorOptions) {
+  constructor(
+    code: ProtocolErrorCode,
+    message: string,
+    details?: Record<string, unknown>,
+    options?: ErrorOptions,
+  ) {
     super(code, message, details, options)
     this.name = 'ProtocolError'
   }

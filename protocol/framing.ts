@@ -40,7 +40,10 @@ export async function* readFrames(stream: AsyncIterable<Uint8Array | Uint8ArrayL
     }
   }
   if (buf.byteLength > 0) {
-    throw new ProtocolError(ProtocolErrorCode.INVALID_MESSAGE, `stream ended inside a frame (${buf.byteLength} bytes left)`)
+    throw new ProtocolError(
+      ProtocolErrorCode.INVALID_MESSAGE,
+      `stream ended inside a frame (${buf.byteLength} bytes left)`,
+    )
   }
 }
 

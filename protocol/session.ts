@@ -104,7 +104,11 @@ export class SessionService {
       send: (to, tag, payload) => this.send(session, to, tag, payload),
       recv: (from, tag) => {
         if (!map.has(from) || from === self) {
-          return Promise.reject(new SyndicateError(ERR_UNKNOWN_PARTY, `${self} cannot receive from unknown party ${from}`, { from }))
+          return Promise.reject(
+            new SyndicateError(ERR_UNKNOWN_PARTY, `${self} cannot receive from unknown party ${from}`, {
+              from,
+            }),
+          )
         }
         return session.mailbox.take(from, tag)
       },
@@ -116,10 +120,14 @@ export class SessionService {
   private async send(s: OpenSession, to: string, tag: string, payload: Uint8Array): Promise<void> {
     if (s.mailbox.closed) throw channelClosedError(s.self)
     const peer = s.parties.get(to)
-    if (!peer || to === s.self) throw new SyndicateError(ERR_UNKNOWN_PARTY, `${s.self} cannot send to unknown party ${to}`, { to })
+    if (!peer || to === s.self)
+      throw new SyndicateError(ERR_UNKNOWN_PARTY, `${s.self} cannot send to unknown party ${to}`, { to })
     const tagBytes = new TextEncoder().encode(tag)
     if (tagBytes.length > 0xffff || tagBytes.length + payload.byteLength + 2 > this.maxMessageBytes) {
-      throw new ProtocolError(ProtocolErrorCode.MESSAGE_TOO_LARGE, `message ${tag} of ${payload.byteLength} bytes exceeds the session limit`)
+      throw new ProtocolError(
+        ProtocolErrorCode.MESSAGE_TOO_LARGE,
+        `message ${tag} of ${payload.byteLength} bytes exceeds the session limit`,
+      )
     }
     let out = s.outbound.get(to)
     if (!out) {
@@ -143,7 +151,12 @@ export class SessionService {
     try {
       await write
     } catch (e) {
-      const err = new ProtocolError(ProtocolErrorCode.STREAM_CLOSED, `sending ${tag} to ${to} failed: ${(e as Error).message}`, { to }, { cause: e })
+      const err = new ProtocolError(
+        ProtocolErrorCode.STREAM_CLOSED,
+        `sending ${tag} to ${to} failed: ${(e as Error).message}`,
+        { to },
+        { cause: e },
+      )
       this.close(s, err)
       throw err
     }
@@ -160,7 +173,10 @@ export class SessionService {
   private async onInbound(stream: Stream, conn: Connection): Promise<void> {
     const remote = conn.remotePeer.toString()
     if (!this.deps.admit(conn.remotePeer)) {
-      this.deps.log.warn({ peer: remote, protocol: SESSION_PROTOCOL }, 'refused session stream from non-member')
+      this.deps.log.warn(
+        { peer: remote, protocol: SESSION_PROTOCOL },
+        'refused session stream from non-member',
+      )
       stream.abort(new ProtocolError(ProtocolErrorCode.NOT_MEMBER, 'not a consortium member'))
       return
     }
@@ -174,13 +190,18 @@ export class SessionService {
       session = await this.waitForSession(hello.session)
       from = hello.from
       if (session.parties.get(from) !== remote) {
-        throw new ProtocolError(ProtocolErrorCode.INVALID_MESSAGE, `peer ${remote} is not party ${from} of session ${hello.session}`)
+        throw new ProtocolError(
+          ProtocolErrorCode.INVALID_MESSAGE,
+          `peer ${remote} is not party ${from} of session ${hello.session}`,
+        )
       }
       session.inbound.add(stream)
       for await (const f of frames) {
-        if (f.byteLength < 2) throw new ProtocolError(ProtocolErrorCode.INVALID_MESSAGE, 'session message without a tag')
+        if (f.byteLength < 2)
+          throw new ProtocolError(ProtocolErrorCode.INVALID_MESSAGE, 'session message without a tag')
         const tagLen = (f[0] << 8) | f[1]
-        if (f.byteLength < 2 + tagLen) throw new ProtocolError(ProtocolErrorCode.INVALID_MESSAGE, 'session message tag overruns the frame')
+        if (f.byteLength < 2 + tagLen)
+          throw new ProtocolError(ProtocolErrorCode.INVALID_MESSAGE, 'session message tag overruns the frame')
         const tag = new TextDecoder('utf-8', { fatal: true }).decode(f.subarray(2, 2 + tagLen))
         session.stats.bytesReceived += f.byteLength + 4
         session.stats.messagesReceived++
@@ -190,11 +211,19 @@ export class SessionService {
       }
     } catch (e) {
       const err = e as Error & { code?: string }
-      this.deps.log.warn({ peer: remote, protocol: SESSION_PROTOCOL, session: session?.id, code: err.code, err: err.message }, 'session stream failed')
+      this.deps.log.warn(
+        { peer: remote, protocol: SESSION_PROTOCOL, session: session?.id, code: err.code, err: err.message },
+        'session stream failed',
+      )
       stream.abort(err)
       // A broken stream mid-session means that party can no longer take part: fail the session's receivers.
       if (session && !session.mailbox.closed) {
-        this.close(session, new ProtocolError(ProtocolErrorCode.STREAM_CLOSED, `party ${from} dropped: ${err.message}`, { party: from }))
+        this.close(
+          session,
+          new ProtocolError(ProtocolErrorCode.STREAM_CLOSED, `party ${from} dropped: ${err.message}`, {
+            party: from,
+          }),
+        )
       }
     } finally {
       session?.inbound.delete(stream)

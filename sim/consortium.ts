@@ -23,6 +23,8 @@ export interface SimConsortium {
   nodes: SimNode[]
   document: ConsortiumDocument
   baseDir: string
+  /** Seconds spent initialising and starting the nodes, and then until the full mesh. */
+  timings: { startS: number; meshS: number }
   stop(): Promise<void>
 }
 
@@ -47,34 +49,45 @@ export async function startConsortium(opts: SimOptions = {}): Promise<SimConsort
     await Promise.all(nodes.map((n) => n.node.stop()))
     if (ownsDir) rmSync(baseDir, { recursive: true, force: true })
   }
+  const t0 = performance.now()
   try {
-    for (const name of names) {
-      const dir = join(baseDir, name)
-      const { token } = await initNode({ dir, name, httpPort: 0 })
-      const node = await startNode({
-        dir,
-        overrides: { logLevel: opts.logLevel ?? 'warn' },
-        env: {},
-        logDestination: opts.logDestination,
-      })
-      nodes.push({ name, node, token })
-    }
+    await Promise.all(
+      names.map(async (name) => {
+        const dir = join(baseDir, name)
+        const { token } = await initNode({ dir, name, httpPort: 0 })
+        const node = await startNode({
+          dir,
+          overrides: { logLevel: opts.logLevel ?? 'warn' },
+          env: {},
+          logDestination: opts.logDestination,
+        })
+        nodes.push({ name, node, token })
+      }),
+    )
+    nodes.sort((a, b) => names.indexOf(a.name) - names.indexOf(b.name))
     let doc = newGenesis({
       id: 'sim',
       name: `Simulated consortium of ${names.length}`,
       threshold: opts.threshold,
-      members: nodes.map((n) => ({ name: n.name, peerId: n.node.peerId.toString(), roles: ['institution'], addresses: n.node.addresses() })),
+      members: nodes.map((n) => ({
+        name: n.name,
+        peerId: n.node.peerId.toString(),
+        roles: ['institution'],
+        addresses: n.node.addresses(),
+      })),
     })
     for (const n of nodes) {
       const id = loadIdentity(n.node.dir)
       doc = await signDocument(doc, id.privateKey, id.peerId)
     }
+    const t1 = performance.now()
     await Promise.all(nodes.map((n) => n.node.membership.install(doc)))
     await waitForMesh(
       nodes.map((n) => n.node),
       opts.connectTimeoutMs ?? 30_000,
     )
-    return { nodes, document: doc, baseDir, stop }
+    const timings = { startS: (t1 - t0) / 1000, meshS: (performance.now() - t1) / 1000 }
+    return { nodes, document: doc, baseDir, timings, stop }
   } catch (e) {
     await stop()
     throw e
@@ -88,7 +101,9 @@ export async function waitForMesh(nodes: RunningNode[], timeoutMs: number): Prom
     const missing = missingLinks(nodes)
     if (missing.length === 0) return
     if (Date.now() > deadline) {
-      throw new Error(`mesh incomplete after ${timeoutMs} ms: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', …' : ''}`)
+      throw new Error(
+        `mesh incomplete after ${timeoutMs} ms: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', …' : ''}`,
+      )
     }
     await new Promise((r) => setTimeout(r, 25))
   }
@@ -98,7 +113,8 @@ export function missingLinks(nodes: RunningNode[]): string[] {
   const out: string[] = []
   for (const a of nodes) {
     for (const b of nodes) {
-      if (a !== b && a.host.getConnections(b.peerId).length === 0) out.push(`${a.config.name}→${b.config.name}`)
+      if (a !== b && a.host.getConnections(b.peerId).length === 0)
+        out.push(`${a.config.name}→${b.config.name}`)
     }
   }
   return out

@@ -13,13 +13,19 @@ export function resolveTarget(opts: { api?: string; dir?: string; token?: string
   if (opts.api) return { url: opts.api.replace(/\/$/, ''), token }
   if (opts.dir) {
     const cfg = loadConfig(opts.dir)
-    if (cfg.http.port === 0) throw new UsageError('ERR_USAGE', 'the node listens on a random HTTP port (0); pass --api URL')
+    if (cfg.http.port === 0)
+      throw new UsageError('ERR_USAGE', 'the node listens on a random HTTP port (0); pass --api URL')
     return { url: `http://${cfg.http.host}:${cfg.http.port}`, token }
   }
   throw new UsageError('ERR_USAGE', 'say which node: --dir DIR or --api URL')
 }
 
-export async function apiCall<T>(target: ApiTarget, method: string, path: string, body?: unknown): Promise<T> {
+export async function apiCall<T>(
+  target: ApiTarget,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<T> {
   let res: Response
   try {
     res = await fetch(`${target.url}${path}`, {
@@ -31,14 +37,20 @@ export async function apiCall<T>(target: ApiTarget, method: string, path: string
       body: body !== undefined ? JSON.stringify(body) : undefined,
     })
   } catch (e) {
-    throw new UsageError('ERR_NODE_UNREACHABLE', `cannot reach the node at ${target.url} (${(e as Error).message}); is "syndicate start" running?`)
+    throw new UsageError(
+      'ERR_NODE_UNREACHABLE',
+      `cannot reach the node at ${target.url} (${(e as Error).message}); is "syndicate start" running?`,
+    )
   }
   const text = await res.text()
   const json = text ? JSON.parse(text) : undefined
   if (!res.ok) {
     const err = (json as { error?: { code?: string; message?: string } } | undefined)?.error
     const hint = res.status === 401 ? ' (pass --token or set SYNDICATE_TOKEN)' : ''
-    throw new UsageError(err?.code ?? `HTTP_${res.status}`, `${method} ${path}: ${err?.message ?? res.statusText}${hint}`)
+    throw new UsageError(
+      err?.code ?? `HTTP_${res.status}`,
+      `${method} ${path}: ${err?.message ?? res.statusText}${hint}`,
+    )
   }
   return json as T
 }

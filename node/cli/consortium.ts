@@ -1,6 +1,6 @@
 import { readFileSync, writeFileSync } from 'node:fs'
 import type { Command } from 'commander'
-import { z } from 'zod'
+import type { z } from 'zod'
 import {
   type ConsortiumDocument,
   MemberSchema,
@@ -21,21 +21,40 @@ import { apiCall, resolveTarget } from './client.ts'
  * document from all descriptors; each signs it in turn; each installs it on its node.
  */
 export function registerConsortiumCommands(program: Command): void {
-  const c = program.command('consortium').description('create, sign and install the signed consortium document')
+  const c = program
+    .command('consortium')
+    .description('create, sign and install the signed consortium document')
 
   c.command('descriptor')
     .description("print this node's member descriptor (name, peer id, roles, addresses) as JSON")
     .requiredOption('--dir <dir>', 'data directory')
-    .option('--roles <roles>', 'comma-separated roles, e.g. bank,label-holder', (s) => s.split(','), [] as string[])
-    .option('--address <multiaddr...>', 'addresses other members dial (default: announce or fixed-port listen addresses)')
+    .option(
+      '--roles <roles>',
+      'comma-separated roles, e.g. bank,label-holder',
+      (s) => s.split(','),
+      [] as string[],
+    )
+    .option(
+      '--address <multiaddr...>',
+      'addresses other members dial (default: announce or fixed-port listen addresses)',
+    )
     .action((o: { dir: string; roles: string[]; address?: string[] }) => {
       const cfg = loadConfig(o.dir)
       const { peerId } = loadIdentity(o.dir)
-      const addrs = o.address ?? (cfg.announce.length ? cfg.announce : cfg.listen.filter((a) => !a.endsWith('/tcp/0')))
+      const addrs =
+        o.address ?? (cfg.announce.length ? cfg.announce : cfg.listen.filter((a) => !a.endsWith('/tcp/0')))
       if (addrs.length === 0) {
-        throw new UsageError('ERR_USAGE', 'the node listens on a random port; pass --address /ip4/HOST/tcp/PORT (or set announce in the config)')
+        throw new UsageError(
+          'ERR_USAGE',
+          'the node listens on a random port; pass --address /ip4/HOST/tcp/PORT (or set announce in the config)',
+        )
       }
-      const member = MemberSchema.parse({ name: cfg.name, peerId: peerId.toString(), roles: o.roles, addresses: addrs })
+      const member = MemberSchema.parse({
+        name: cfg.name,
+        peerId: peerId.toString(),
+        roles: o.roles,
+        addresses: addrs,
+      })
       process.stdout.write(`${JSON.stringify(member, null, 2)}\n`)
     })
 
@@ -44,13 +63,17 @@ export function registerConsortiumCommands(program: Command): void {
     .requiredOption('--id <id>', 'consortium id (letters, digits, dot, dash, underscore)')
     .requiredOption('--name <name>', 'human-readable consortium name')
     .requiredOption('--member <file...>', 'member descriptor files (from "consortium descriptor")')
-    .option('--threshold <n>', 'signatures needed for later membership changes (default: majority)', (s) => Number(s))
+    .option('--threshold <n>', 'signatures needed for later membership changes (default: majority)', (s) =>
+      Number(s),
+    )
     .requiredOption('--out <file>', 'where to write the document')
     .action((o: { id: string; name: string; member: string[]; threshold?: number; out: string }) => {
       const members = o.member.map((f) => parseJsonFile(f, MemberSchema, 'member descriptor'))
       const doc = newGenesis({ id: o.id, name: o.name, members, threshold: o.threshold })
       writeFileSync(o.out, `${JSON.stringify(doc, null, 2)}\n`, { flag: 'wx' })
-      process.stdout.write(`wrote ${o.out}: ${members.length} members, threshold ${doc.body.threshold}; every member must now sign it\n`)
+      process.stdout.write(
+        `wrote ${o.out}: ${members.length} members, threshold ${doc.body.threshold}; every member must now sign it\n`,
+      )
     })
 
   c.command('sign')
@@ -61,16 +84,23 @@ export function registerConsortiumCommands(program: Command): void {
       const { privateKey, peerId } = loadIdentity(o.dir)
       const doc = readDocument(file)
       if (!doc.body.members.some((m) => m.peerId === peerId.toString()) && doc.body.version === 1) {
-        throw new UsageError('ERR_USAGE', `this node (${peerId}) is not a member of the document; only members sign the genesis`)
+        throw new UsageError(
+          'ERR_USAGE',
+          `this node (${peerId}) is not a member of the document; only members sign the genesis`,
+        )
       }
       const signed = await signDocument(doc, privateKey, peerId)
       writeFileSync(file, `${JSON.stringify(signed, null, 2)}\n`)
       const v = await verifyDocument(signed)
-      process.stdout.write(v.ok ? `signed; the document is complete\n` : `signed; still unsigned by: ${v.missing.join(', ')}\n`)
+      process.stdout.write(
+        v.ok ? `signed; the document is complete\n` : `signed; still unsigned by: ${v.missing.join(', ')}\n`,
+      )
     })
 
   c.command('install')
-    .description('install a fully signed document on a node (offline on its data directory, or through its API if it runs)')
+    .description(
+      'install a fully signed document on a node (offline on its data directory, or through its API if it runs)',
+    )
     .argument('<file>', 'consortium document')
     .option('--dir <dir>', 'data directory')
     .option('--api <url>', 'base URL of a running node')
@@ -80,12 +110,16 @@ export function registerConsortiumCommands(program: Command): void {
       if (!o.api && o.dir) {
         const installed = await installOffline(o.dir, doc)
         if (installed) {
-          process.stdout.write(`installed consortium ${doc.body.id} version ${doc.body.version} in ${o.dir}\n`)
+          process.stdout.write(
+            `installed consortium ${doc.body.id} version ${doc.body.version} in ${o.dir}\n`,
+          )
           return
         }
       }
       await apiCall(resolveTarget(o), 'POST', '/v1/consortium', doc)
-      process.stdout.write(`installed consortium ${doc.body.id} version ${doc.body.version} on the running node\n`)
+      process.stdout.write(
+        `installed consortium ${doc.body.id} version ${doc.body.version} on the running node\n`,
+      )
     })
 }
 
@@ -116,7 +150,10 @@ function parseJsonFile<T extends z.ZodType>(file: string, schema: T, what: strin
   const r = schema.safeParse(readJson(file, what))
   if (!r.success) {
     const i = r.error.issues[0]
-    throw new UsageError('ERR_USAGE', `${what} ${file} is invalid at ${i.path.join('.') || '(root)'}: ${i.message}`)
+    throw new UsageError(
+      'ERR_USAGE',
+      `${what} ${file} is invalid at ${i.path.join('.') || '(root)'}: ${i.message}`,
+    )
   }
   return r.data
 }

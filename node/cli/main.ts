@@ -9,22 +9,25 @@ import { SyndicateError } from '../../crypto/errors.ts'
 import { UsageError } from '../errors.ts'
 import { registerConsortiumCommands } from './consortium.ts'
 import { registerNodeCommands } from './node.ts'
-import { registerSimCommands } from './sim.ts'
 
-export function buildProgram(): Command {
+/** Builds the program; `extensions` add command groups of layers above node/ (the simulator). */
+export function buildProgram(extensions: Array<(program: Command) => void> = []): Command {
   const program = new Command('syndicate')
     .description('Syndicate: joint credit and risk modelling between institutions, without sharing raw data')
     .showHelpAfterError()
     .exitOverride()
   registerNodeCommands(program)
   registerConsortiumCommands(program)
-  registerSimCommands(program)
+  for (const extend of extensions) extend(program)
   return program
 }
 
-export async function main(argv: string[]): Promise<void> {
+export async function main(
+  argv: string[],
+  extensions: Array<(program: Command) => void> = [],
+): Promise<void> {
   try {
-    await buildProgram().parseAsync(argv)
+    await buildProgram(extensions).parseAsync(argv)
   } catch (e) {
     if (e instanceof CommanderError) process.exit(e.exitCode === 0 ? 0 : 2)
     if (e instanceof UsageError) {
@@ -39,5 +42,3 @@ export async function main(argv: string[]): Promise<void> {
     process.exit(1)
   }
 }
-
-if (import.meta.main) await main(process.argv)

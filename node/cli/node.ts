@@ -29,20 +29,31 @@ export function registerNodeCommands(program: Command): void {
     .option('--http-port <port>', 'HTTP API port', parsePort)
     .option('--log-level <level>', 'trace|debug|info|warn|error')
     .action(async (o: { dir: string; listen?: string[]; httpPort?: number; logLevel?: string }) => {
-      const node = await startNode({ dir: o.dir, overrides: { listen: o.listen, httpPort: o.httpPort, logLevel: o.logLevel } })
+      const node = await startNode({
+        dir: o.dir,
+        overrides: { listen: o.listen, httpPort: o.httpPort, logLevel: o.logLevel },
+      })
       await runUntilSignal([node])
     })
 
-  apiOptions(program.command('status').description("show a running node's identity, addresses and consortium")).action(async (o) => {
+  apiOptions(
+    program.command('status').description("show a running node's identity, addresses and consortium"),
+  ).action(async (o) => {
     const info = await apiCall<Record<string, unknown>>(resolveTarget(o), 'GET', '/v1/node')
     process.stdout.write(`${JSON.stringify(info, null, 2)}\n`)
   })
 
-  apiOptions(program.command('peers').description('list consortium members and whether they are connected')).action(async (o) => {
-    const { peers } = await apiCall<{ peers: Array<{ name: string; peerId: string; connected: boolean; remoteAddresses: string[] }> }>(resolveTarget(o), 'GET', '/v1/peers')
+  apiOptions(
+    program.command('peers').description('list consortium members and whether they are connected'),
+  ).action(async (o) => {
+    const { peers } = await apiCall<{
+      peers: Array<{ name: string; peerId: string; connected: boolean; remoteAddresses: string[] }>
+    }>(resolveTarget(o), 'GET', '/v1/peers')
     if (peers.length === 0) process.stdout.write('no other members (is a consortium installed?)\n')
     for (const p of peers) {
-      process.stdout.write(`${p.connected ? 'connected   ' : 'unreachable '} ${p.name.padEnd(16)} ${p.peerId} ${p.remoteAddresses.join(' ')}\n`)
+      process.stdout.write(
+        `${p.connected ? 'connected   ' : 'unreachable '} ${p.name.padEnd(16)} ${p.peerId} ${p.remoteAddresses.join(' ')}\n`,
+      )
     }
   })
 
@@ -51,14 +62,18 @@ export function registerNodeCommands(program: Command): void {
     .requiredOption('--role <role>', ROLES.join('|'))
     .requiredOption('--label <label>', 'who or what the token is for')
     .action(async (o) => {
-      const r = await apiCall<{ token: string }>(resolveTarget(o), 'POST', '/v1/tokens', { role: o.role, label: o.label })
+      const r = await apiCall<{ token: string }>(resolveTarget(o), 'POST', '/v1/tokens', {
+        role: o.role,
+        label: o.label,
+      })
       process.stdout.write(`${r.token}\n`)
     })
 }
 
 function parsePort(s: string): number {
   const n = Number(s)
-  if (!/^\d+$/.test(s) || n > 65535) throw new UsageError('ERR_CONFIG', `invalid port "${s}": expected 0-65535`)
+  if (!/^\d+$/.test(s) || n > 65535)
+    throw new UsageError('ERR_CONFIG', `invalid port "${s}": expected 0-65535`)
   return n
 }
 

@@ -33,7 +33,13 @@ const ALLOWED: Record<Access, readonly Role[]> = {
 
 export type ApiEnv = { Variables: { role?: Role } }
 
-export function jsonError(c: Context, status: 400 | 401 | 403 | 404 | 409 | 413 | 422 | 500 | 503, code: string, message: string, extra?: object) {
+export function jsonError(
+  c: Context,
+  status: 400 | 401 | 403 | 404 | 409 | 413 | 422 | 500 | 503,
+  code: string,
+  message: string,
+  extra?: object,
+) {
   return c.json({ error: { code, message, ...extra } }, status)
 }
 
@@ -42,11 +48,22 @@ export function guard(tokens: TokenVerifier, access: Access): MiddlewareHandler<
     if (access === 'public') return next()
     const header = c.req.header('authorization') ?? ''
     const m = /^Bearer\s+(\S+)$/i.exec(header)
-    if (!m) return jsonError(c, 401, 'ERR_UNAUTHENTICATED', 'missing bearer token: send "Authorization: Bearer <token>"')
+    if (!m)
+      return jsonError(
+        c,
+        401,
+        'ERR_UNAUTHENTICATED',
+        'missing bearer token: send "Authorization: Bearer <token>"',
+      )
     const rec = await tokens.verify(m[1])
     if (!rec) return jsonError(c, 401, 'ERR_UNAUTHENTICATED', 'unknown or revoked token')
     if (!ALLOWED[access].includes(rec.role)) {
-      return jsonError(c, 403, 'ERR_FORBIDDEN', `a ${rec.role} token cannot use this route (needs ${ALLOWED[access].join(' or ')})`)
+      return jsonError(
+        c,
+        403,
+        'ERR_FORBIDDEN',
+        `a ${rec.role} token cannot use this route (needs ${ALLOWED[access].join(' or ')})`,
+      )
     }
     c.set('role', rec.role)
     return next()
@@ -98,16 +115,38 @@ export class ApiBuilder {
     const paths: Record<string, Record<string, object>> = {}
     for (const d of this.docs) {
       const path = d.path.replace(/:(\w+)/g, '{$1}')
-      const params = [...d.path.matchAll(/:(\w+)/g)].map((m) => ({ name: m[1], in: 'path', required: true, schema: { type: 'string' } }))
+      const params = [...d.path.matchAll(/:(\w+)/g)].map((m) => ({
+        name: m[1],
+        in: 'path',
+        required: true,
+        schema: { type: 'string' },
+      }))
       paths[path] ??= {}
       paths[path][d.method] = {
         summary: d.summary,
         ...(params.length ? { parameters: params } : {}),
         ...(d.access === 'public' ? { security: [] } : { 'x-syndicate-access': d.access }),
-        ...(d.body ? { requestBody: { required: true, content: { 'application/json': { schema: z.toJSONSchema(d.body, { io: 'input' }) } } } } : {}),
+        ...(d.body
+          ? {
+              requestBody: {
+                required: true,
+                content: { 'application/json': { schema: z.toJSONSchema(d.body, { io: 'input' }) } },
+              },
+            }
+          : {}),
         responses: {
-          200: { description: 'OK', ...(d.response ? { content: { 'application/json': { schema: z.toJSONSchema(d.response) } } } : {}) },
-          ...(d.access === 'public' ? {} : { 401: errorResponse('missing or unknown token'), 403: errorResponse('token role not allowed') }),
+          200: {
+            description: 'OK',
+            ...(d.response
+              ? { content: { 'application/json': { schema: z.toJSONSchema(d.response) } } }
+              : {}),
+          },
+          ...(d.access === 'public'
+            ? {}
+            : {
+                401: errorResponse('missing or unknown token'),
+                403: errorResponse('token role not allowed'),
+              }),
           400: errorResponse('invalid request'),
         },
       }
@@ -116,7 +155,13 @@ export class ApiBuilder {
       openapi: '3.1.0',
       info,
       components: {
-        securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'operator or auditor token from `syndicate init` / `syndicate tokens create`' } },
+        securitySchemes: {
+          bearer: {
+            type: 'http',
+            scheme: 'bearer',
+            description: 'operator or auditor token from `syndicate init` / `syndicate tokens create`',
+          },
+        },
       },
       security: [{ bearer: [] }],
       paths,
@@ -139,7 +184,9 @@ export async function parseBody<T extends z.ZodType>(c: Context, schema: T): Pro
   const r = schema.safeParse(json)
   if (!r.success) {
     const problems = r.error.issues.map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`)
-    throw new SyndicateError('ERR_INVALID_REQUEST', `invalid request body: ${problems.join('; ')}`, { problems })
+    throw new SyndicateError('ERR_INVALID_REQUEST', `invalid request body: ${problems.join('; ')}`, {
+      problems,
+    })
   }
   return r.data
 }

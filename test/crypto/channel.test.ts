@@ -30,7 +30,9 @@ describe('in-memory party channel', () => {
   it('rejects unknown parties and fails pending receives on close', async () => {
     const ch = createMemoryChannels(['a', 'b'])
     const a = ch.get('a')!
-    await expect(a.send('z', 'x', new Uint8Array())).rejects.toSatisfy((e) => isSyndicateError(e, ERR_UNKNOWN_PARTY))
+    await expect(a.send('z', 'x', new Uint8Array())).rejects.toSatisfy((e) =>
+      isSyndicateError(e, ERR_UNKNOWN_PARTY),
+    )
     const pending = a.recv('b', 'never')
     a.close(new Error('party b dropped'))
     await expect(pending).rejects.toSatisfy((e) => isSyndicateError(e, ERR_CHANNEL_CLOSED))

@@ -17,7 +17,11 @@ let sim: SimConsortium
 const logs = captureLogs()
 
 beforeAll(async () => {
-  sim = await startConsortium({ names: ['bank-a', 'bank-b', 'insurer-c'], logLevel: 'info', logDestination: logs.destination })
+  sim = await startConsortium({
+    names: ['bank-a', 'bank-b', 'insurer-c'],
+    logLevel: 'info',
+    logDestination: logs.destination,
+  })
 })
 afterAll(async () => {
   await sim?.stop()
@@ -50,22 +54,30 @@ describe('consortium over libp2p on loopback', () => {
       // The outsider's side may finish its half of the upgrade before the member's gater drops the socket, so
       // what counts is that nothing usable remains: no connection, no stream, no reply.
       await outsider.dial(multiaddr(target), { signal: AbortSignal.timeout(5000) }).catch(() => undefined)
-      const rejected = await requestProtocol(outsider, node(0).peerId, statusProtocol, { consortiumVersion: 0 }).then(
+      const rejected = await requestProtocol(outsider, node(0).peerId, statusProtocol, {
+        consortiumVersion: 0,
+      }).then(
         () => false,
         () => true,
       )
       expect(rejected).toBe(true)
       // Members do not dial it either, even when told its address.
-      const dialled = await node(1).host.dial(outsider.getMultiaddrs()[0], { signal: AbortSignal.timeout(5000) }).then(
-        () => true,
-        () => false,
-      )
+      const dialled = await node(1)
+        .host.dial(outsider.getMultiaddrs()[0], { signal: AbortSignal.timeout(5000) })
+        .then(
+          () => true,
+          () => false,
+        )
       expect(dialled).toBe(false)
       const deadline = Date.now() + 5000
-      while (outsider.getConnections().length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
+      while (outsider.getConnections().length > 0 && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 20))
       expect(outsider.getConnections().length).toBe(0)
       expect(received).toBe(0)
-      const refusal = logs.find((l) => l.msg === 'refused connection: not a consortium member' && l.peer === outsider.peerId.toString())
+      const refusal = logs.find(
+        (l) =>
+          l.msg === 'refused connection: not a consortium member' && l.peer === outsider.peerId.toString(),
+      )
       expect(refusal).toBeDefined()
       expect(refusal?.node).toBe('bank-a')
       expect(node(0).host.getConnections(outsider.peerId).length).toBe(0)
@@ -93,11 +105,22 @@ describe('consortium over libp2p on loopback', () => {
         })(),
       ).rejects.toThrow()
     }
-    expect(logs.find((l) => l.msg === 'bad request' && l.code === 'ERR_MESSAGE_TOO_LARGE' && l.peer === attacker.peerId.toString())).toBeDefined()
+    expect(
+      logs.find(
+        (l) =>
+          l.msg === 'bad request' &&
+          l.code === 'ERR_MESSAGE_TOO_LARGE' &&
+          l.peer === attacker.peerId.toString(),
+      ),
+    ).toBeDefined()
     expect(logs.find((l) => l.msg === 'bad request' && l.code === 'ERR_INVALID_MESSAGE')).toBeDefined()
-    const status = await requestProtocol(node(2).host, victim.peerId, statusProtocol, { consortiumVersion: 1 })
+    const status = await requestProtocol(node(2).host, victim.peerId, statusProtocol, {
+      consortiumVersion: 1,
+    })
     expect(status.name).toBe('bank-a')
-    const again = await requestProtocol(attacker.host, victim.peerId, statusProtocol, { consortiumVersion: 1 })
+    const again = await requestProtocol(attacker.host, victim.peerId, statusProtocol, {
+      consortiumVersion: 1,
+    })
     expect(again.consortiumVersion).toBe(1)
   })
 
@@ -123,15 +146,25 @@ describe('consortium over libp2p on loopback', () => {
     const peerId = before.peerId.toString()
     await before.store.sub('meta').put('marker', { kept: true })
     await before.stop()
-    const restarted = await startNode({ dir, overrides: { logLevel: 'warn' }, env: {}, logDestination: logs.destination })
+    const restarted = await startNode({
+      dir,
+      overrides: { logLevel: 'warn' },
+      env: {},
+      logDestination: logs.destination,
+    })
     sim.nodes[2].node = restarted
     expect(restarted.peerId.toString()).toBe(peerId)
     expect(await restarted.store.sub('meta').get('marker')).toEqual({ kept: true })
     expect(restarted.membership.document?.body.id).toBe('sim')
     // Its HTTP port changed (port 0), but its libp2p address too: members learn it when it dials them.
-    await waitForMesh(sim.nodes.map((n) => n.node), 20_000)
+    await waitForMesh(
+      sim.nodes.map((n) => n.node),
+      20_000,
+    )
     // The operator token from init still works after the restart.
-    const res = await fetch(`${restarted.httpUrl}/v1/node`, { headers: { authorization: `Bearer ${sim.nodes[2].token}` } })
+    const res = await fetch(`${restarted.httpUrl}/v1/node`, {
+      headers: { authorization: `Bearer ${sim.nodes[2].token}` },
+    })
     expect(res.status).toBe(200)
     expect(((await res.json()) as { peerId: string }).peerId).toBe(peerId)
   })
@@ -157,7 +190,9 @@ describe('consortium over libp2p on loopback', () => {
     const body = (await peers.json()) as { peers: Array<{ name: string; connected: boolean }> }
     expect(body.peers.map((p) => p.name).sort()).toEqual(['bank-b', 'insurer-c'])
     const spec = (await (await fetch(`${url}/v1/openapi.json`)).json()) as { paths: Record<string, unknown> }
-    expect(Object.keys(spec.paths)).toEqual(expect.arrayContaining(['/v1/health', '/v1/node', '/v1/peers', '/v1/consortium']))
+    expect(Object.keys(spec.paths)).toEqual(
+      expect.arrayContaining(['/v1/health', '/v1/node', '/v1/peers', '/v1/consortium']),
+    )
     const bad = await fetch(`${url}/v1/consortium`, {
       method: 'POST',
       headers: { authorization: `Bearer ${n.token}`, 'content-type': 'application/json' },
@@ -169,7 +204,9 @@ describe('consortium over libp2p on loopback', () => {
 
   it('a successor document signed by the threshold supersedes the genesis on every node; the removed member is cut off', async () => {
     const removed = sim.nodes[2]
-    let v2 = nextVersion(sim.document, { members: sim.document.body.members.filter((m) => m.name !== removed.name) })
+    let v2 = nextVersion(sim.document, {
+      members: sim.document.body.members.filter((m) => m.name !== removed.name),
+    })
     for (const n of sim.nodes.slice(0, 2)) {
       const id = loadIdentity(n.node.dir)
       v2 = await signDocument(v2, id.privateKey, id.peerId)
@@ -178,17 +215,30 @@ describe('consortium over libp2p on loopback', () => {
     await node(0).membership.install(v2)
     await node(1).host.hangUp(node(0).peerId)
     const deadline = Date.now() + 20_000
-    while (node(1).membership.version < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
+    while (node(1).membership.version < 2 && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 50))
     expect(node(1).membership.version).toBe(2)
-    while (Date.now() < deadline && (node(0).host.getConnections(removed.node.peerId).length > 0 || node(1).host.getConnections(removed.node.peerId).length > 0)) {
+    while (
+      Date.now() < deadline &&
+      (node(0).host.getConnections(removed.node.peerId).length > 0 ||
+        node(1).host.getConnections(removed.node.peerId).length > 0)
+    ) {
       await new Promise((r) => setTimeout(r, 50))
     }
     expect(node(0).host.getConnections(removed.node.peerId).length).toBe(0)
-    const answered = await requestProtocol(removed.node.host, node(0).peerId, statusProtocol, { consortiumVersion: 1 }).then(
+    const answered = await requestProtocol(removed.node.host, node(0).peerId, statusProtocol, {
+      consortiumVersion: 1,
+    }).then(
       () => true,
       () => false,
     )
     expect(answered).toBe(false)
-    expect(logs.find((l) => l.msg === 'refused connection: not a consortium member' && l.peer === removed.node.peerId.toString())).toBeDefined()
+    expect(
+      logs.find(
+        (l) =>
+          l.msg === 'refused connection: not a consortium member' &&
+          l.peer === removed.node.peerId.toString(),
+      ),
+    ).toBeDefined()
   })
 })

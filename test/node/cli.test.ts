@@ -13,7 +13,10 @@ afterAll(() => rmSync(base, { recursive: true, force: true }))
 
 async function cli(args: string[], env: Record<string, string> = {}) {
   try {
-    const r = await run(process.execPath, [bin, ...args], { env: { ...process.env, ...env }, timeout: 30_000 })
+    const r = await run(process.execPath, [bin, ...args], {
+      env: { ...process.env, ...env },
+      timeout: 30_000,
+    })
     return { code: 0, stdout: r.stdout, stderr: r.stderr }
   } catch (e) {
     const err = e as { code: number; stdout: string; stderr: string }

@@ -29,11 +29,15 @@ describe('length-prefixed framing', () => {
 
   it('rejects an oversized frame from its header, before the payload arrives', async () => {
     const header = new Uint8Array([0x10, 0, 0, 0]) // announces 256 MiB
-    await expect(collect([header], 1024)).rejects.toSatisfy((e) => isSyndicateError(e, 'ERR_MESSAGE_TOO_LARGE'))
+    await expect(collect([header], 1024)).rejects.toSatisfy((e) =>
+      isSyndicateError(e, 'ERR_MESSAGE_TOO_LARGE'),
+    )
   })
 
   it('rejects a stream that ends inside a frame', async () => {
     const f = frame(new Uint8Array(10)).subarray()
-    await expect(collect([f.subarray(0, 8)], 1024)).rejects.toSatisfy((e) => isSyndicateError(e, 'ERR_INVALID_MESSAGE'))
+    await expect(collect([f.subarray(0, 8)], 1024)).rejects.toSatisfy((e) =>
+      isSyndicateError(e, 'ERR_INVALID_MESSAGE'),
+    )
   })
 })
