@@ -82,6 +82,11 @@ export class Mailbox {
   get closed(): boolean {
     return this.closedWith !== undefined
   }
+
+  /** Why the mailbox was closed (what every receive after that fails with). */
+  get closeReason(): Error | undefined {
+    return this.closedWith
+  }
 }
 
 function mailboxKey(from: string, tag: string): string {
@@ -112,7 +117,7 @@ export function createMemoryChannels(names: readonly string[]): Map<string, Part
       self,
       parties: [...names],
       async send(to, tag, payload) {
-        if (box.closed) throw channelClosedError(self)
+        if (box.closeReason) throw box.closeReason
         const dest = boxes.get(to)
         if (!dest || to === self) {
           throw new SyndicateError(ERR_UNKNOWN_PARTY, `${self} cannot send to unknown party ${to}`, { to })

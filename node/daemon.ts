@@ -11,6 +11,10 @@ import { type ConfigOverrides, loadConfig, type NodeConfig } from './config.ts'
 import { createHost, type Host, MeshMaintainer } from './host.ts'
 import { ApiBuilder, parseBody } from './http/app.ts'
 import { loadIdentity } from './identity.ts'
+import { ExecutorRegistry, noopExecutor } from './jobs/executors.ts'
+import { loadPolicyFile, type Policy, parsePolicy } from './jobs/policy.ts'
+import { jobRoutes, policyRoutes } from './jobs/routes.ts'
+import { type JobRecorder, JobService } from './jobs/service.ts'
 import { createLogger } from './logger.ts'
 import { Membership } from './membership.ts'
 import { type NodeStore, openStore } from './store.ts'
@@ -36,6 +40,8 @@ export interface RunningNode {
   store: NodeStore
   membership: Membership
   sessions: SessionService
+  jobs: JobService
+  executors: ExecutorRegistry
   api: ApiBuilder
   log: Logger
   httpUrl: string
@@ -115,6 +121,25 @@ export async function startNode(opts: StartOptions): Promise<RunningNode> {
     host.addEventListener('peer:connect', (evt) => {
       void syncMembership(host, membership, evt.detail, log)
     })
+
+    const executors = new ExecutorRegistry().register('noop', noopExecutor)
+    const filePolicy = loadPolicyFile(opts.dir)
+    const storedPolicy = await store.sub<Policy>('policy').get('current')
+    let policy: Policy = storedPolicy ? parsePolicy(storedPolicy, 'in the store') : filePolicy
+    let recorder: JobRecorder | undefined
+    const jobs = new JobService({
+      host,
+      membership,
+      sessions,
+      store,
+      privateKey: identity.privateKey,
+      executors,
+      policy: () => policy,
+      recorder: () => recorder,
+      log,
+    })
+    await jobs.start()
+    stops.push(() => jobs.stop())
 
     await host.start()
     const mesh = new MeshMaintainer(host, membership, config, log)
@@ -217,6 +242,18 @@ export async function startNode(opts: StartOptions): Promise<RunningNode> {
         },
       )
 
+    const jobApi = jobRoutes(jobs)
+    api.mount('/v1/jobs', 'operator', jobApi.app, jobApi.docs)
+    const policyApi = policyRoutes(
+      () => policy,
+      async (p) => {
+        await store.sub<Policy>('policy').put('current', p)
+        policy = p
+        log.info('job policy replaced through the API')
+      },
+    )
+    api.mount('/v1/policy', 'operator', policyApi.app, policyApi.docs)
+
     const server = serve({
       fetch: (req) => api.app.fetch(req),
       hostname: config.http.host,
@@ -252,6 +289,8 @@ export async function startNode(opts: StartOptions): Promise<RunningNode> {
       store,
       membership,
       sessions,
+      jobs,
+      executors,
       api,
       log,
       httpUrl,

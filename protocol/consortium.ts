@@ -1,10 +1,10 @@
 import type { PeerId, PrivateKey } from '@libp2p/interface'
-import { peerIdFromString } from '@libp2p/peer-id'
 import { sha256 } from '@noble/hashes/sha2.js'
 import { bytesToHex } from '@noble/hashes/utils.js'
 import { z } from 'zod'
 import { canonicalBytes } from '../crypto/canonical.ts'
 import { ProtocolError, ProtocolErrorCode } from './errors.ts'
+import { signValue, verifyValue } from './signing.ts'
 
 /**
  * The consortium document: who the members are, where to reach them, and how many of them must sign a change.
@@ -67,15 +67,7 @@ export const ConsortiumDocumentSchema = z.object({
 })
 export type ConsortiumDocument = z.infer<typeof ConsortiumDocumentSchema>
 
-const DOMAIN = new TextEncoder().encode('syndicate/consortium/v1\n')
-
-function signingBytes(body: ConsortiumBody): Uint8Array {
-  const b = canonicalBytes(body)
-  const out = new Uint8Array(DOMAIN.length + b.length)
-  out.set(DOMAIN)
-  out.set(b, DOMAIN.length)
-  return out
-}
+const DOMAIN = 'consortium/v1'
 
 export function documentHash(body: ConsortiumBody): string {
   return bytesToHex(sha256(canonicalBytes(body)))
@@ -133,23 +125,16 @@ export async function signDocument(
   key: PrivateKey,
   peerId: PeerId,
 ): Promise<ConsortiumDocument> {
-  const signature = Buffer.from(await key.sign(signingBytes(doc.body))).toString('base64')
+  const signature = await signValue(DOMAIN, doc.body, key)
   const others = doc.signatures.filter((s) => s.peerId !== peerId.toString())
   return { body: doc.body, signatures: [...others, { peerId: peerId.toString(), signature }] }
 }
 
 /** Peer ids whose signatures on `doc` are valid (unknown, duplicate or bad signatures are ignored). */
 async function validSigners(doc: ConsortiumDocument): Promise<Set<string>> {
-  const bytes = signingBytes(doc.body)
   const ok = new Set<string>()
   for (const s of doc.signatures) {
-    if (ok.has(s.peerId)) continue
-    try {
-      const pk = peerIdFromString(s.peerId).publicKey
-      if (pk && (await pk.verify(bytes, Buffer.from(s.signature, 'base64')))) ok.add(s.peerId)
-    } catch {
-      // A malformed peer id or signature simply does not count.
-    }
+    if (!ok.has(s.peerId) && (await verifyValue(DOMAIN, doc.body, s.peerId, s.signature))) ok.add(s.peerId)
   }
   return ok
 }

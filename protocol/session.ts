@@ -118,7 +118,7 @@ export class SessionService {
   }
 
   private async send(s: OpenSession, to: string, tag: string, payload: Uint8Array): Promise<void> {
-    if (s.mailbox.closed) throw channelClosedError(s.self)
+    if (s.mailbox.closeReason) throw s.mailbox.closeReason
     const peer = s.parties.get(to)
     if (!peer || to === s.self)
       throw new SyndicateError(ERR_UNKNOWN_PARTY, `${s.self} cannot send to unknown party ${to}`, { to })

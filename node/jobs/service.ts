@@ -1,0 +1,725 @@
+import { randomBytes } from 'node:crypto'
+import type { Libp2p, PeerId, PrivateKey } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
+import type { Logger } from 'pino'
+import { SyndicateError } from '../../crypto/errors.ts'
+import { handleProtocol, requestProtocol } from '../../protocol/define.ts'
+import { ProtocolErrorCode } from '../../protocol/errors.ts'
+import {
+  type Cancel,
+  type Commit,
+  Domains,
+  specHash as hashSpec,
+  isTerminal,
+  type JobDraft,
+  JobDraftSchema,
+  type JobMessage,
+  type JobSpec,
+  JobSpecSchema,
+  type JobState,
+  jobsProtocol,
+  type Outcome,
+  type Proposal,
+  unsigned,
+  type Vote,
+} from '../../protocol/jobs.ts'
+import type { SessionService } from '../../protocol/session.ts'
+import { signValue, verifyValue } from '../../protocol/signing.ts'
+import type { Membership } from '../membership.ts'
+import type { NodeStore } from '../store.ts'
+import type { ExecutionResult, ExecutorRegistry, Progress } from './executors.ts'
+import { evaluatePolicy, type Policy } from './policy.ts'
+
+/**
+ * The job service: negotiates jobs with the other parties, runs committed jobs through the executor registry,
+ * and records every step. Rules it enforces:
+ * - the proposer signs the spec; each party checks it against its policy and signs accept or reject;
+ * - the commit carries every party's accepting vote and the proposer's signature; nobody runs before holding
+ *   a valid commit for exactly this job and spec;
+ * - any party can cancel; the deadline expires the job wherever it is; a party restarted mid-run fails the job
+ *   with a recorded reason and tells the others, so nothing hangs;
+ * - every message is retried until delivered or the deadline passes, and handling is idempotent.
+ */
+export interface JobRecord {
+  spec: JobSpec
+  specHash: string
+  proposal: Proposal
+  state: JobState
+  reason?: string
+  votes: Record<string, Vote>
+  commit?: Commit
+  outcomes: Record<string, Outcome>
+  result?: ExecutionResult
+  history: Array<{ state: JobState; at: string; reason?: string }>
+  updatedAt: string
+}
+
+export type JobView = JobRecord & { progress?: Progress; self: string }
+
+/** What the governance log offers the job service: one signed entry per event. */
+export interface JobRecorder {
+  append(type: string, body: Record<string, unknown>, options: { jobId: string }): Promise<unknown>
+}
+
+export interface JobServiceDeps {
+  host: Libp2p
+  membership: Membership
+  sessions: SessionService
+  store: NodeStore
+  privateKey: PrivateKey
+  executors: ExecutorRegistry
+  policy: () => Policy
+  recorder: () => JobRecorder | undefined
+  log: Logger
+}
+
+const SUBLEVEL = 'jobs'
+const DEFAULT_TIMEOUT_S = 3600
+
+export class JobService {
+  private readonly d: JobServiceDeps
+  private readonly self: string
+  private readonly locks = new Map<string, Promise<unknown>>()
+  private readonly timers = new Map<string, NodeJS.Timeout>()
+  private readonly running = new Map<string, AbortController>()
+  private readonly runs = new Set<Promise<void>>()
+  private readonly progress = new Map<string, Progress>()
+  private readonly listeners = new Set<(job: JobRecord) => void>()
+  private stopped = false
+
+  constructor(deps: JobServiceDeps) {
+    this.d = deps
+    this.self = deps.host.peerId.toString()
+  }
+
+  async start(): Promise<void> {
+    const admit = (p: PeerId) => this.d.membership.isMember(p)
+    await handleProtocol(
+      this.d.host,
+      jobsProtocol,
+      (msg, ctx) => this.onMessage(msg, ctx.remotePeer.toString()),
+      { admit, log: this.d.log },
+    )
+    for await (const [, raw] of this.jobs().iterator()) {
+      const job = raw as JobRecord
+      if (!isTerminal(job.state)) await this.withJob(job.spec.id, () => this.resume(job))
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true
+    for (const t of this.timers.values()) clearTimeout(t)
+    this.timers.clear()
+    // A run under way is abandoned, not finished: its persisted state stays `running`, exactly as after a
+    // crash, and the restart records the failure. The other parties see the session drop.
+    for (const c of this.running.values())
+      c.abort(new SyndicateError('ERR_NODE_STOPPING', 'the node is shutting down'))
+    await Promise.allSettled([...this.runs])
+    await Promise.allSettled([...this.locks.values()])
+  }
+
+  /** Called with every job whose state changed (tests, progress displays). */
+  onChange(fn: (job: JobRecord) => void): () => void {
+    this.listeners.add(fn)
+    return () => this.listeners.delete(fn)
+  }
+
+  // ---- operator actions ------------------------------------------------------------------------------------
+
+  async propose(draftInput: JobDraft): Promise<JobView> {
+    const parsed = JobDraftSchema.safeParse(draftInput)
+    if (!parsed.success) throw invalid('job draft', parsed.error.issues)
+    const draft = parsed.data
+    const now = new Date()
+    const parties = draft.parties.map((p) => {
+      const m = this.d.membership.document?.body.members.find((x) => x.name === p.name)
+      if (!m)
+        throw new SyndicateError('ERR_INVALID_REQUEST', `party ${p.name} is not a member of the consortium`)
+      if (p.peerId && p.peerId !== m.peerId)
+        throw new SyndicateError(
+          'ERR_INVALID_REQUEST',
+          `party ${p.name} has peer id ${m.peerId}, not ${p.peerId}`,
+        )
+      return { ...p, peerId: m.peerId }
+    })
+    if (!parties.some((p) => p.peerId === this.self))
+      throw new SyndicateError(
+        'ERR_INVALID_REQUEST',
+        'this node must be one of the parties it proposes a job for',
+      )
+    const me = parties.find((p) => p.peerId === this.self)!
+    if (!me.roles.includes('proposer')) me.roles = ['proposer', ...me.roles]
+    const specResult = JobSpecSchema.safeParse({
+      v: 1,
+      id:
+        draft.id ??
+        `${draft.kind}-${now
+          .toISOString()
+          .replace(/[-:.TZ]/g, '')
+          .slice(0, 14)}-${randomBytes(3).toString('hex')}`,
+      kind: draft.kind,
+      proposer: this.self,
+      parties,
+      mode: draft.mode,
+      algorithm: draft.algorithm,
+      params: draft.params,
+      outputs: draft.outputs,
+      deadline:
+        draft.deadline ??
+        new Date(now.getTime() + (draft.timeoutSeconds ?? DEFAULT_TIMEOUT_S) * 1000).toISOString(),
+      createdAt: now.toISOString(),
+    })
+    if (!specResult.success) throw invalid('job spec', specResult.error.issues)
+    const spec = specResult.data
+    if (!this.d.executors.has(spec.kind))
+      throw new SyndicateError('ERR_NO_EXECUTOR', `this node cannot run ${spec.kind} jobs`)
+    if (Date.parse(spec.deadline) <= Date.now())
+      throw new SyndicateError('ERR_INVALID_REQUEST', 'the deadline has already passed')
+    if (await this.jobs().get(spec.id))
+      throw new SyndicateError('ERR_CONFLICT', `a job ${spec.id} already exists`)
+    const proposal: Proposal = { spec, signature: await signValue(Domains.proposal, spec, this.d.privateKey) }
+    return this.withJob(spec.id, async () => {
+      const job = await this.admitProposal(proposal)
+      for (const p of spec.parties)
+        if (p.peerId !== this.self) this.deliver(job, p.peerId, { type: 'propose', proposal })
+      return this.view(job)
+    })
+  }
+
+  async approve(id: string): Promise<JobView> {
+    return this.withJob(id, async () => {
+      const job = await this.mustGet(id)
+      if (job.state !== 'awaiting_approval' || job.votes[this.self])
+        throw new SyndicateError(
+          'ERR_CONFLICT',
+          `job ${id} is not waiting for this node's approval (state ${job.state})`,
+        )
+      await this.castVote(job, 'accept')
+      return this.view(job)
+    })
+  }
+
+  async reject(id: string, reason: string): Promise<JobView> {
+    return this.withJob(id, async () => {
+      const job = await this.mustGet(id)
+      if (job.state !== 'awaiting_approval' || job.votes[this.self])
+        throw new SyndicateError(
+          'ERR_CONFLICT',
+          `job ${id} is not waiting for this node's approval (state ${job.state})`,
+        )
+      await this.castVote(job, 'reject', reason || 'rejected by the operator')
+      return this.view(job)
+    })
+  }
+
+  async cancel(id: string, reason: string): Promise<JobView> {
+    return this.withJob(id, async () => {
+      const job = await this.mustGet(id)
+      if (isTerminal(job.state))
+        throw new SyndicateError('ERR_CONFLICT', `job ${id} has already ended (${job.state})`)
+      const body = {
+        jobId: id,
+        specHash: job.specHash,
+        by: this.self,
+        reason: reason || 'cancelled by the operator',
+      }
+      const cancel: Cancel = { ...body, signature: await signValue(Domains.cancel, body, this.d.privateKey) }
+      await this.applyCancel(job, cancel)
+      for (const p of job.spec.parties)
+        if (p.peerId !== this.self) this.deliver(job, p.peerId, { type: 'cancel', cancel })
+      return this.view(job)
+    })
+  }
+
+  async get(id: string): Promise<JobView | undefined> {
+    const job = (await this.jobs().get(id)) as JobRecord | undefined
+    return job && this.view(job)
+  }
+
+  async list(filter: { state?: JobState } = {}): Promise<JobView[]> {
+    const out: JobView[] = []
+    for await (const [, raw] of this.jobs().iterator()) {
+      const job = raw as JobRecord
+      if (!filter.state || job.state === filter.state) out.push(this.view(job))
+    }
+    return out.sort((a, b) => a.spec.createdAt.localeCompare(b.spec.createdAt))
+  }
+
+  /** Jobs waiting for this node's operator to approve or reject. */
+  async pending(): Promise<JobView[]> {
+    return (await this.list({ state: 'awaiting_approval' })).filter((j) => !j.votes[this.self])
+  }
+
+  // ---- messages from peers ---------------------------------------------------------------------------------
+
+  private async onMessage(msg: JobMessage, from: string): Promise<{ ok: true; state?: JobState }> {
+    const jobId = jobIdOf(msg)
+    return this.withJob(jobId, async () => {
+      let job: JobRecord
+      switch (msg.type) {
+        case 'propose':
+          if (from !== msg.proposal.spec.proposer)
+            throw violation(`a proposal must come from its proposer, not ${from}`)
+          job = await this.onProposal(msg.proposal)
+          break
+        case 'vote':
+          job = await this.mustGet(jobId)
+          if (from !== msg.vote.voter) throw violation(`a vote must come from its voter, not ${from}`)
+          await this.onVote(job, msg.vote)
+          break
+        case 'commit':
+          job = await this.mustGet(jobId)
+          if (from !== job.spec.proposer) throw violation('only the proposer commits a job')
+          await this.onCommit(job, msg.commit)
+          break
+        case 'cancel':
+          job = await this.mustGet(jobId)
+          if (from !== msg.cancel.by)
+            throw violation('a cancellation must come from the party that signed it')
+          await this.onCancel(job, msg.cancel)
+          break
+        case 'outcome':
+          job = await this.mustGet(jobId)
+          if (from !== msg.outcome.party)
+            throw violation('an outcome must come from the party that signed it')
+          await this.onOutcome(job, msg.outcome)
+          break
+      }
+      return { ok: true as const, state: job.state }
+    })
+  }
+
+  private async onProposal(proposal: Proposal): Promise<JobRecord> {
+    const { spec } = proposal
+    const existing = (await this.jobs().get(spec.id)) as JobRecord | undefined
+    if (existing) {
+      if (existing.specHash !== hashSpec(spec))
+        throw new SyndicateError('ERR_CONFLICT', `a different job ${spec.id} already exists here`)
+      return existing
+    }
+    if (!(await verifyValue(Domains.proposal, spec, spec.proposer, proposal.signature)))
+      throw violation('the proposal signature is invalid')
+    if (!spec.parties.some((p) => p.peerId === this.self))
+      throw violation('this node is not a party to the job')
+    for (const p of spec.parties) {
+      const m = this.d.membership.member(p.peerId)
+      if (!m || m.name !== p.name)
+        throw violation(`party ${p.name} (${p.peerId}) is not a member under that name`)
+    }
+    if (Date.parse(spec.deadline) <= Date.now()) throw violation('the job deadline has already passed')
+    return this.admitProposal(proposal)
+  }
+
+  /** Stores a verified proposal, records it, and votes by policy (or waits for the operator). */
+  private async admitProposal(proposal: Proposal): Promise<JobRecord> {
+    const { spec } = proposal
+    const job: JobRecord = {
+      spec,
+      specHash: hashSpec(spec),
+      proposal,
+      state: 'proposed',
+      votes: {},
+      outcomes: {},
+      history: [],
+      updatedAt: new Date().toISOString(),
+    }
+    this.transition(job, 'proposed')
+    await this.save(job)
+    await this.record(job, 'job.propose', {
+      specHash: job.specHash,
+      kind: spec.kind,
+      proposer: spec.proposer,
+      parties: spec.parties.map((p) => p.peerId),
+    })
+    this.transition(job, 'awaiting_approval')
+    await this.save(job)
+    this.armDeadline(job)
+    const proposerName = this.d.membership.member(spec.proposer)?.name ?? spec.proposer
+    const decision = this.d.executors.has(spec.kind)
+      ? evaluatePolicy(this.d.policy(), spec, this.self, proposerName)
+      : { decision: 'reject' as const, reasons: [`this node has no executor for ${spec.kind} jobs`] }
+    // Proposing is the proposer's operator's approval, unless its own policy forbids the job.
+    const isProposer = spec.proposer === this.self
+    if (decision.decision === 'reject') await this.castVote(job, 'reject', decision.reasons.join('; '))
+    else if (decision.decision === 'accept' || isProposer) await this.castVote(job, 'accept')
+    else
+      this.d.log.info(
+        { job: spec.id, kind: spec.kind, proposer: proposerName },
+        'job waits for manual approval',
+      )
+    return job
+  }
+
+  private async castVote(job: JobRecord, decision: 'accept' | 'reject', reason?: string): Promise<void> {
+    const body = {
+      jobId: job.spec.id,
+      specHash: job.specHash,
+      voter: this.self,
+      decision,
+      ...(reason ? { reason } : {}),
+    }
+    const vote: Vote = { ...body, signature: await signValue(Domains.vote, body, this.d.privateKey) }
+    if (job.spec.proposer === this.self) {
+      await this.onVote(job, vote)
+    } else {
+      job.votes[this.self] = vote
+      await this.save(job)
+      await this.record(job, 'job.vote', voteEntry(vote))
+      this.deliver(job, job.spec.proposer, { type: 'vote', vote })
+    }
+  }
+
+  /** At the proposer: collect votes; any reject ends the job; all accepts commit it. */
+  private async onVote(job: JobRecord, vote: Vote): Promise<void> {
+    if (job.spec.proposer !== this.self) throw violation('votes go to the proposer')
+    if (!job.spec.parties.some((p) => p.peerId === vote.voter))
+      throw violation(`voter ${vote.voter} is not a party to job ${job.spec.id}`)
+    if (vote.specHash !== job.specHash) throw violation('the vote is for a different spec')
+    if (!(await verifyValue(Domains.vote, unsigned(vote), vote.voter, vote.signature)))
+      throw violation('the vote signature is invalid')
+    if (job.state !== 'awaiting_approval' || job.votes[vote.voter]) return
+    job.votes[vote.voter] = vote
+    await this.save(job)
+    await this.record(job, 'job.vote', voteEntry(vote))
+    if (vote.decision === 'reject') {
+      const name = this.d.membership.member(vote.voter)?.name ?? vote.voter
+      await this.finish(job, 'rejected', `${name} rejected: ${vote.reason ?? 'no reason given'}`)
+      return
+    }
+    if (job.spec.parties.every((p) => job.votes[p.peerId]?.decision === 'accept')) {
+      const body = {
+        jobId: job.spec.id,
+        specHash: job.specHash,
+        votes: job.spec.parties.map((p) => job.votes[p.peerId]),
+      }
+      const commit: Commit = { ...body, signature: await signValue(Domains.commit, body, this.d.privateKey) }
+      for (const p of job.spec.parties)
+        if (p.peerId !== this.self) this.deliver(job, p.peerId, { type: 'commit', commit })
+      await this.applyCommit(job, commit)
+    }
+  }
+
+  private async onCommit(job: JobRecord, commit: Commit): Promise<void> {
+    if (commit.jobId !== job.spec.id || commit.specHash !== job.specHash)
+      throw violation('the commit is for another job or spec')
+    if (!(await verifyValue(Domains.commit, unsigned(commit), job.spec.proposer, commit.signature)))
+      throw violation('the commit signature is invalid')
+    for (const p of job.spec.parties) {
+      const v = commit.votes.find((x) => x.voter === p.peerId)
+      if (!v || v.decision !== 'accept' || v.jobId !== job.spec.id || v.specHash !== job.specHash) {
+        throw violation(`the commit lacks an accepting vote of ${p.name}`)
+      }
+      if (!(await verifyValue(Domains.vote, unsigned(v), v.voter, v.signature)))
+        throw violation(`the vote of ${p.name} in the commit is invalid`)
+    }
+    if (commit.votes.length !== job.spec.parties.length)
+      throw violation('the commit carries votes of non-parties')
+    if (job.state !== 'awaiting_approval') return
+    await this.applyCommit(job, commit)
+  }
+
+  private async applyCommit(job: JobRecord, commit: Commit): Promise<void> {
+    job.commit = commit
+    this.transition(job, 'committed')
+    await this.save(job)
+    await this.record(job, 'job.commit', { specHash: job.specHash })
+    const run = this.run(job.spec.id)
+    this.runs.add(run)
+    void run.finally(() => this.runs.delete(run))
+  }
+
+  private async onCancel(job: JobRecord, cancel: Cancel): Promise<void> {
+    if (cancel.specHash !== job.specHash) throw violation('the cancellation is for a different spec')
+    if (!job.spec.parties.some((p) => p.peerId === cancel.by))
+      throw violation('only a party can cancel a job')
+    if (!(await verifyValue(Domains.cancel, unsigned(cancel), cancel.by, cancel.signature)))
+      throw violation('the cancellation signature is invalid')
+    await this.applyCancel(job, cancel)
+  }
+
+  private async applyCancel(job: JobRecord, cancel: Cancel): Promise<void> {
+    if (isTerminal(job.state)) return
+    const name = this.d.membership.member(cancel.by)?.name ?? cancel.by
+    await this.record(job, 'job.cancel', { specHash: job.specHash, by: cancel.by, reason: cancel.reason })
+    this.running
+      .get(job.spec.id)
+      ?.abort(new SyndicateError('ERR_JOB_CANCELLED', `cancelled by ${name}: ${cancel.reason}`))
+    await this.finish(job, 'cancelled', `cancelled by ${name}: ${cancel.reason}`, { silent: true })
+  }
+
+  private async onOutcome(job: JobRecord, outcome: Outcome): Promise<void> {
+    if (outcome.specHash !== job.specHash) throw violation('the outcome is for a different spec')
+    if (!job.spec.parties.some((p) => p.peerId === outcome.party))
+      throw violation('only a party reports an outcome')
+    if (!(await verifyValue(Domains.outcome, unsigned(outcome), outcome.party, outcome.signature)))
+      throw violation('the outcome signature is invalid')
+    job.outcomes[outcome.party] = outcome
+    await this.save(job)
+    if (isTerminal(job.state)) return
+    const name = this.d.membership.member(outcome.party)?.name ?? outcome.party
+    if (outcome.state === 'rejected' && outcome.party === job.spec.proposer) {
+      await this.finish(job, 'rejected', outcome.reason ?? `rejected (reported by ${name})`, { silent: true })
+    } else if (outcome.state !== 'succeeded') {
+      const reason = `${name} ${outcome.state}: ${outcome.reason ?? 'no reason given'}`
+      const ctl = this.running.get(job.spec.id)
+      if (ctl) ctl.abort(new SyndicateError('ERR_PARTY_FAILED', reason))
+      else await this.finish(job, outcome.state === 'expired' ? 'expired' : 'failed', reason)
+    }
+  }
+
+  // ---- running ---------------------------------------------------------------------------------------------
+
+  private async run(id: string): Promise<void> {
+    const ctl = new AbortController()
+    const job = await this.withJob(id, async () => {
+      const j = await this.mustGet(id)
+      if (j.state !== 'committed' || this.stopped) return undefined
+      this.transition(j, 'running')
+      await this.save(j)
+      await this.record(j, 'job.start', { specHash: j.specHash })
+      this.running.set(id, ctl)
+      return j
+    })
+    if (!job) return
+    const parties = Object.fromEntries(job.spec.parties.map((p) => [p.name, p.peerId]))
+    const self = job.spec.parties.find((p) => p.peerId === this.self)!.name
+    let channel: ReturnType<SessionService['open']> | undefined
+    let result: ExecutionResult | undefined
+    let error: Error | undefined
+    try {
+      channel = this.d.sessions.open(`job:${id}`, self, parties)
+      const ch = channel
+      ctl.signal.addEventListener('abort', () => ch.close(ctl.signal.reason as Error), { once: true })
+      result = await this.d.executors.get(job.spec.kind)({
+        spec: job.spec,
+        self,
+        channel,
+        signal: ctl.signal,
+        progress: (p) => this.progress.set(id, p),
+        log: this.d.log.child({ job: id }),
+      })
+    } catch (e) {
+      error = ctl.signal.aborted ? (ctl.signal.reason as Error) : (e as Error)
+    } finally {
+      this.running.delete(id)
+      if (error) channel?.close(error)
+      else channel?.close()
+    }
+    if (this.stopped) return
+    await this.withJob(id, async () => {
+      const j = await this.mustGet(id)
+      if (isTerminal(j.state)) return
+      if (result) {
+        j.result = result
+        await this.record(j, 'job.result', {
+          specHash: j.specHash,
+          metrics: result.metrics,
+          ...(result.modelHash ? { modelHash: result.modelHash } : {}),
+        })
+        await this.finish(j, 'succeeded', undefined)
+      } else {
+        const expired = (error as { code?: string } | undefined)?.code === 'ERR_JOB_EXPIRED'
+        await this.finish(j, expired ? 'expired' : 'failed', error?.message ?? 'unknown error')
+      }
+    })
+  }
+
+  /** Ends a job here: persists, records a failure where there is one, and tells the other parties. */
+  private async finish(
+    job: JobRecord,
+    state: JobState,
+    reason: string | undefined,
+    opts: { silent?: boolean } = {},
+  ): Promise<void> {
+    if (isTerminal(job.state)) return
+    this.transition(job, state, reason)
+    clearTimeout(this.timers.get(job.spec.id))
+    this.timers.delete(job.spec.id)
+    this.progress.delete(job.spec.id)
+    await this.save(job)
+    if (state === 'failed' || state === 'expired' || state === 'rejected') {
+      await this.record(job, 'job.fail', {
+        specHash: job.specHash,
+        party: this.self,
+        reason: `${state}: ${reason ?? ''}`.slice(0, 1000),
+      })
+    }
+    this.d.log.info({ job: job.spec.id, state, reason }, 'job ended')
+    if (opts.silent) return
+    const body = {
+      jobId: job.spec.id,
+      specHash: job.specHash,
+      party: this.self,
+      state: state as Outcome['state'],
+      ...(reason ? { reason: reason.slice(0, 1000) } : {}),
+      ...(job.result ? { resultHash: job.result.resultHash } : {}),
+    }
+    const outcome: Outcome = { ...body, signature: await signValue(Domains.outcome, body, this.d.privateKey) }
+    job.outcomes[this.self] = outcome
+    await this.save(job)
+    for (const p of job.spec.parties)
+      if (p.peerId !== this.self) this.deliver(job, p.peerId, { type: 'outcome', outcome })
+  }
+
+  private armDeadline(job: JobRecord): void {
+    clearTimeout(this.timers.get(job.spec.id))
+    const ms = Math.max(0, Date.parse(job.spec.deadline) - Date.now())
+    // setTimeout caps at ~24.8 days; longer deadlines re-arm.
+    const timer = setTimeout(
+      () => {
+        if (Date.parse(job.spec.deadline) > Date.now()) return this.armDeadline(job)
+        void this.withJob(job.spec.id, async () => {
+          const j = await this.mustGet(job.spec.id)
+          if (isTerminal(j.state)) return
+          const reason = `deadline ${j.spec.deadline} passed in state ${j.state}`
+          const ctl = this.running.get(j.spec.id)
+          if (ctl) ctl.abort(new SyndicateError('ERR_JOB_EXPIRED', reason))
+          else await this.finish(j, 'expired', reason)
+        })
+      },
+      Math.min(ms, 2 ** 31 - 1),
+    )
+    timer.unref()
+    this.timers.set(job.spec.id, timer)
+  }
+
+  /** After a restart: pick up negotiation where it was; a run that was under way cannot resume and fails. */
+  private async resume(job: JobRecord): Promise<void> {
+    if (Date.parse(job.spec.deadline) <= Date.now()) {
+      await this.finish(job, 'expired', `deadline ${job.spec.deadline} passed while the node was down`)
+      return
+    }
+    this.armDeadline(job)
+    if (job.state === 'committed' || job.state === 'running') {
+      await this.finish(
+        job,
+        'failed',
+        'this party restarted during the run; the run cannot resume from its state',
+      )
+      return
+    }
+    if (job.state !== 'awaiting_approval') return
+    if (job.spec.proposer === this.self) {
+      for (const p of job.spec.parties) {
+        if (p.peerId !== this.self && !job.votes[p.peerId])
+          this.deliver(job, p.peerId, { type: 'propose', proposal: job.proposal })
+      }
+    } else if (job.votes[this.self]) {
+      this.deliver(job, job.spec.proposer, { type: 'vote', vote: job.votes[this.self] })
+    }
+  }
+
+  // ---- plumbing --------------------------------------------------------------------------------------------
+
+  /** Sends `msg` to `peer`, retrying with backoff until it is taken, refused, or the job's deadline passes. */
+  private deliver(job: JobRecord, peer: string, msg: JobMessage): void {
+    const deadline = Date.parse(job.spec.deadline)
+    const attempt = async (delay: number): Promise<void> => {
+      if (this.stopped || Date.now() > deadline) return
+      try {
+        await requestProtocol(this.d.host, peerIdFromString(peer), jobsProtocol, msg)
+      } catch (e) {
+        const err = e as SyndicateError
+        if (err.code === ProtocolErrorCode.REMOTE_ERROR) {
+          this.d.log.warn(
+            { job: job.spec.id, peer, type: msg.type, err: err.message },
+            'peer refused a job message',
+          )
+          return
+        }
+        this.d.log.debug(
+          { job: job.spec.id, peer, type: msg.type, err: err.message, retryInMs: delay },
+          'job message not delivered; retrying',
+        )
+        await new Promise((r) => setTimeout(r, delay).unref())
+        return attempt(Math.min(delay * 2, 5000))
+      }
+    }
+    void attempt(200)
+  }
+
+  private transition(job: JobRecord, state: JobState, reason?: string): void {
+    job.state = state
+    if (reason !== undefined) job.reason = reason
+    job.updatedAt = new Date().toISOString()
+    job.history.push({ state, at: job.updatedAt, ...(reason !== undefined ? { reason } : {}) })
+  }
+
+  private async save(job: JobRecord): Promise<void> {
+    await this.jobs().put(job.spec.id, job)
+    for (const fn of this.listeners) fn(job)
+  }
+
+  private async record(job: JobRecord, type: string, body: Record<string, unknown>): Promise<void> {
+    const recorder = this.d.recorder()
+    if (!recorder) return
+    try {
+      await recorder.append(type, body, { jobId: job.spec.id })
+    } catch (e) {
+      this.d.log.error(
+        { job: job.spec.id, type, err: (e as Error).message },
+        'cannot write to the governance log',
+      )
+    }
+  }
+
+  private jobs() {
+    return this.d.store.sub<JobRecord>(SUBLEVEL)
+  }
+
+  private async mustGet(id: string): Promise<JobRecord> {
+    const job = (await this.jobs().get(id)) as JobRecord | undefined
+    if (!job) throw new SyndicateError('ERR_NOT_FOUND', `no job ${id} on this node`)
+    return job
+  }
+
+  private view(job: JobRecord): JobView {
+    const progress = this.progress.get(job.spec.id)
+    return { ...job, self: this.self, ...(progress ? { progress } : {}) }
+  }
+
+  /** Serialises everything that touches one job, so messages and operator actions never interleave. */
+  private withJob<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.locks.get(id) ?? Promise.resolve()
+    const next = prev.then(fn, fn)
+    const settled = next.catch(() => undefined)
+    this.locks.set(id, settled)
+    settled.then(() => {
+      if (this.locks.get(id) === settled) this.locks.delete(id)
+    })
+    return next
+  }
+}
+
+function jobIdOf(msg: JobMessage): string {
+  switch (msg.type) {
+    case 'propose':
+      return msg.proposal.spec.id
+    case 'vote':
+      return msg.vote.jobId
+    case 'commit':
+      return msg.commit.jobId
+    case 'cancel':
+      return msg.cancel.jobId
+    case 'outcome':
+      return msg.outcome.jobId
+  }
+}
+
+function voteEntry(v: Vote) {
+  return {
+    specHash: v.specHash,
+    voter: v.voter,
+    decision: v.decision,
+    ...(v.reason ? { reason: v.reason.slice(0, 1000) } : {}),
+  }
+}
+
+function violation(message: string): SyndicateError {
+  return new SyndicateError('ERR_JOB_PROTOCOL', message)
+}
+
+function invalid(what: string, issues: Array<{ path: PropertyKey[]; message: string }>): SyndicateError {
+  const problems = issues.map((i) => `${i.path.map(String).join('.') || '(root)'}: ${i.message}`)
+  return new SyndicateError('ERR_INVALID_REQUEST', `invalid ${what}: ${problems.join('; ')}`, { problems })
+}

@@ -1,0 +1,202 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { startNode } from '../../node/daemon.ts'
+import { loadIdentity } from '../../node/identity.ts'
+import type { JobView } from '../../node/jobs/service.ts'
+import { requestProtocol } from '../../protocol/define.ts'
+import { Domains, jobsProtocol, unsigned } from '../../protocol/jobs.ts'
+import { signValue } from '../../protocol/signing.ts'
+import { type SimConsortium, startConsortium, waitForMesh } from '../../sim/consortium.ts'
+import { api, waitForJob } from '../helpers/jobs.ts'
+
+let sim: SimConsortium
+const node = (i: number) => sim.nodes[i].node
+const token = (i: number) => sim.nodes[i].token
+const PARTIES = [
+  { name: 'bank-a', roles: ['label-holder'] },
+  { name: 'lender-b', roles: ['feature-holder'] },
+  { name: 'insurer-c', roles: ['feature-holder'] },
+]
+
+async function setPolicy(i: number, policy: Record<string, unknown>) {
+  const r = await api(node(i), token(i), 'PUT', '/v1/policy', policy)
+  expect(r.status).toBe(200)
+}
+
+async function propose(i: number, draft: Record<string, unknown>): Promise<JobView> {
+  const r = await api(node(i), token(i), 'POST', '/v1/jobs', { kind: 'noop', parties: PARTIES, ...draft })
+  expect(r.status, JSON.stringify(r.body)).toBe(201)
+  return r.body as unknown as JobView
+}
+
+beforeAll(async () => {
+  sim = await startConsortium({ names: ['bank-a', 'lender-b', 'insurer-c', 'outsider-d'] })
+  for (let i = 0; i < 4; i++) await setPolicy(i, { approval: 'auto' })
+})
+afterAll(async () => sim?.stop())
+
+describe('jobs between three members', () => {
+  it('a noop job is proposed, approved by policy, committed, run and succeeds on every party', async () => {
+    const job = await propose(0, { params: { steps: 3 } })
+    const views = await Promise.all([0, 1, 2].map((i) => waitForJob(node(i), job.spec.id, ['succeeded'])))
+    for (const v of views) {
+      expect(v.specHash).toBe(job.specHash)
+      expect(v.history.map((h) => h.state)).toEqual([
+        'proposed',
+        'awaiting_approval',
+        'committed',
+        'running',
+        'succeeded',
+      ])
+      expect(v.result?.metrics).toEqual({ steps: 3, parties: 3 })
+    }
+    expect(new Set(views.map((v) => v.result?.resultHash)).size).toBe(1)
+    // The proposer's commit carries all three signed votes.
+    expect(views[0].commit?.votes).toHaveLength(3)
+    // A member that is not a party knows nothing of it.
+    expect(await node(3).jobs.get(job.spec.id)).toBeUndefined()
+  })
+
+  it("a party's policy rejects: the job ends rejected with the reason, and nobody ran it", async () => {
+    await setPolicy(2, { approval: 'auto', modes: ['mpc'] })
+    try {
+      const job = await propose(0, { mode: 'he' })
+      const views = await Promise.all([0, 1, 2].map((i) => waitForJob(node(i), job.spec.id, ['rejected'])))
+      expect(views[0].reason).toMatch(/insurer-c rejected: privacy mode he is not allowed/)
+      for (const v of views) expect(v.history.map((h) => h.state)).not.toContain('running')
+    } finally {
+      await setPolicy(2, { approval: 'auto' })
+    }
+  })
+
+  it('manual approval: the job waits until the operator approves it', async () => {
+    await setPolicy(1, { approval: 'manual' })
+    try {
+      const job = await propose(0, {})
+      await waitForJob(node(1), job.spec.id, ['awaiting_approval'])
+      const pending = await api(node(1), token(1), 'GET', '/v1/jobs/pending')
+      expect((pending.body.jobs as JobView[]).map((j) => j.spec.id)).toContain(job.spec.id)
+      await new Promise((r) => setTimeout(r, 300))
+      expect((await node(0).jobs.get(job.spec.id))?.state).toBe('awaiting_approval')
+      const approved = await api(node(1), token(1), 'POST', `/v1/jobs/${job.spec.id}/approve`)
+      expect(approved.status).toBe(200)
+      await Promise.all([0, 1, 2].map((i) => waitForJob(node(i), job.spec.id, ['succeeded'])))
+      // Approving twice is refused with a clear error.
+      const again = await api(node(1), token(1), 'POST', `/v1/jobs/${job.spec.id}/approve`)
+      expect(again.status).toBe(409)
+    } finally {
+      await setPolicy(1, { approval: 'auto' })
+    }
+  })
+
+  it('a job nobody approves expires at its deadline on every party', async () => {
+    await setPolicy(2, { approval: 'manual' })
+    try {
+      const job = await propose(0, { timeoutSeconds: 1 })
+      const views = await Promise.all(
+        [0, 1, 2].map((i) => waitForJob(node(i), job.spec.id, ['expired'], 10_000)),
+      )
+      for (const v of views) expect(v.reason).toMatch(/deadline .* passed/)
+    } finally {
+      await setPolicy(2, { approval: 'auto' })
+    }
+  })
+
+  it('any party can cancel mid-run; every party ends cancelled', async () => {
+    const job = await propose(0, { params: { steps: 200, stepMs: 50 } })
+    await waitForJob(node(2), job.spec.id, ['running'])
+    const r = await api(node(2), token(2), 'POST', `/v1/jobs/${job.spec.id}/cancel`, {
+      reason: 'wrong dataset',
+    })
+    expect(r.status).toBe(200)
+    const views = await Promise.all([0, 1, 2].map((i) => waitForJob(node(i), job.spec.id, ['cancelled'])))
+    for (const v of views) expect(v.reason).toMatch(/cancelled by insurer-c: wrong dataset/)
+  })
+
+  it('a party killed mid-run and restarted: the job fails everywhere with a recorded reason', async () => {
+    const job = await propose(0, { params: { steps: 400, stepMs: 50 } })
+    await waitForJob(node(1), job.spec.id, ['running'])
+    const dir = node(1).dir
+    await node(1).stop()
+    const others = await Promise.all([0, 2].map((i) => waitForJob(node(i), job.spec.id, ['failed'])))
+    for (const v of others) expect(v.reason).toMatch(/lender-b/)
+    sim.nodes[1].node = await startNode({ dir, overrides: { logLevel: 'warn' }, env: {} })
+    const restarted = await waitForJob(node(1), job.spec.id, ['failed'])
+    expect(restarted.reason).toMatch(/restarted during the run/)
+    await waitForMesh(
+      sim.nodes.map((n) => n.node),
+      20_000,
+    )
+  })
+
+  it('a vote signed by a non-party key and a commit replayed from another job are rejected', async () => {
+    await setPolicy(1, { approval: 'manual' })
+    try {
+      const done = await propose(0, {})
+      const finished = await waitForJob(node(0), done.spec.id, ['awaiting_approval', 'succeeded'])
+      await api(node(1), token(1), 'POST', `/v1/jobs/${done.spec.id}/approve`)
+      const first = await waitForJob(node(0), done.spec.id, ['succeeded'])
+      expect(finished.spec.id).toBe(first.spec.id)
+      const target = await propose(0, {})
+      await waitForJob(node(1), target.spec.id, ['awaiting_approval'])
+
+      // outsider-d is a member but not a party: it signs a vote naming itself.
+      const d = loadIdentity(node(3).dir)
+      const body = {
+        jobId: target.spec.id,
+        specHash: target.specHash,
+        voter: d.peerId.toString(),
+        decision: 'accept' as const,
+      }
+      const vote = { ...body, signature: await signValue(Domains.vote, body, d.privateKey) }
+      await expect(
+        requestProtocol(node(3).host, node(0).peerId, jobsProtocol, { type: 'vote', vote }),
+      ).rejects.toThrow(/not a party/)
+
+      // lender-b's vote, but signed with outsider-d's key.
+      const forged = { ...body, voter: node(1).peerId.toString() }
+      const forgedVote = { ...forged, signature: await signValue(Domains.vote, forged, d.privateKey) }
+      await expect(
+        requestProtocol(node(1).host, node(0).peerId, jobsProtocol, { type: 'vote', vote: forgedVote }),
+      ).rejects.toThrow(/signature is invalid/)
+
+      // The proposer's valid commit of the first job, pointed at the second one.
+      const commit = first.commit!
+      const replay = { ...commit, jobId: target.spec.id }
+      await expect(
+        requestProtocol(node(0).host, node(1).peerId, jobsProtocol, { type: 'commit', commit: replay }),
+      ).rejects.toThrow(/another job or spec/)
+      // Re-signed by the proposer for the new id, the old votes still do not cover the new spec.
+      const k = loadIdentity(node(0).dir)
+      const resigned = { ...unsigned(replay), specHash: target.specHash }
+      const resignedCommit = {
+        ...resigned,
+        signature: await signValue(Domains.commit, resigned, k.privateKey),
+      }
+      await expect(
+        requestProtocol(node(0).host, node(1).peerId, jobsProtocol, {
+          type: 'commit',
+          commit: resignedCommit,
+        }),
+      ).rejects.toThrow(/lacks an accepting vote/)
+
+      expect((await node(1).jobs.get(target.spec.id))?.state).toBe('awaiting_approval')
+      expect((await node(0).jobs.get(target.spec.id))?.state).toBe('awaiting_approval')
+      await api(node(0), token(0), 'POST', `/v1/jobs/${target.spec.id}/cancel`, { reason: 'test over' })
+    } finally {
+      await setPolicy(1, { approval: 'auto' })
+    }
+  })
+
+  it('bad drafts get 400 with the problem; unknown jobs 404', async () => {
+    const r = await api(node(0), token(0), 'POST', '/v1/jobs', {
+      kind: 'noop',
+      parties: [{ name: 'nobody', roles: ['observer'] }],
+    })
+    expect(r.status).toBe(400)
+    expect(r.body.error?.message).toMatch(/nobody is not a member/)
+    const bad = await api(node(0), token(0), 'POST', '/v1/jobs', { kind: 'teleport', parties: PARTIES })
+    expect(bad.status).toBe(400)
+    expect(bad.body.error?.message).toMatch(/kind/)
+    expect((await api(node(0), token(0), 'GET', '/v1/jobs/nope-123')).status).toBe(404)
+  })
+})
