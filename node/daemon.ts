@@ -12,11 +12,13 @@ import { createHost, type Host, MeshMaintainer } from './host.ts'
 import { ApiBuilder, parseBody } from './http/app.ts'
 import { loadIdentity } from './identity.ts'
 import { ExecutorRegistry, noopExecutor } from './jobs/executors.ts'
+import { checkMembershipSpec, membershipExecutor } from './jobs/membership.ts'
 import { loadPolicyFile, type Policy, parsePolicy } from './jobs/policy.ts'
 import { jobRoutes, policyRoutes } from './jobs/routes.ts'
 import { type JobRecorder, JobService } from './jobs/service.ts'
 import { createLogger } from './logger.ts'
 import { Membership } from './membership.ts'
+import { DatasetRegistry, datasetRoutes } from './services/datasets/registry.ts'
 import { type NodeStore, openStore } from './store.ts'
 import { ROLES, TokenVerifier } from './tokens.ts'
 import { SOFTWARE_VERSION } from './version.ts'
@@ -42,6 +44,7 @@ export interface RunningNode {
   sessions: SessionService
   jobs: JobService
   executors: ExecutorRegistry
+  datasets: DatasetRegistry
   api: ApiBuilder
   log: Logger
   httpUrl: string
@@ -122,7 +125,17 @@ export async function startNode(opts: StartOptions): Promise<RunningNode> {
       void syncMembership(host, membership, evt.detail, log)
     })
 
-    const executors = new ExecutorRegistry().register('noop', noopExecutor)
+    const executors = new ExecutorRegistry()
+      .register('noop', noopExecutor)
+      .register(
+        'membership',
+        membershipExecutor({
+          membership,
+          privateKey: identity.privateKey,
+          peerId: identity.peerId.toString(),
+        }),
+        (spec) => checkMembershipSpec(spec, membership.document),
+      )
     const filePolicy = loadPolicyFile(opts.dir)
     const storedPolicy = await store.sub<Policy>('policy').get('current')
     let policy: Policy = storedPolicy ? parsePolicy(storedPolicy, 'in the store') : filePolicy
@@ -214,15 +227,30 @@ export async function startNode(opts: StartOptions): Promise<RunningNode> {
       )
       .route(
         {
+          method: 'get',
+          path: '/v1/consortium/chain',
+          access: 'governance',
+          summary:
+            'Every installed consortium document version, oldest first (what a joining member installs)',
+          response: ChainSchema,
+        },
+        async (c) => c.json({ chain: await membership.versionsAfter(0, Number.MAX_SAFE_INTEGER) }),
+      )
+      .route(
+        {
           method: 'post',
           path: '/v1/consortium',
           access: 'operator',
-          summary: 'Install a signed consortium document (genesis or successor)',
-          body: ConsortiumDocumentSchema,
+          summary:
+            'Install a signed consortium document (genesis or successor), or {chain: [...]} from the genesis on',
+          body: z.union([ConsortiumDocumentSchema, ChainSchema]),
           response: ConsortiumDocumentSchema,
         },
         async (c) => {
-          const doc = await membership.install(await c.req.json().catch(() => null))
+          const input = (await c.req.json().catch(() => null)) as { chain?: unknown } | null
+          const doc = Array.isArray(input?.chain)
+            ? await membership.installChain(input.chain)
+            : await membership.install(input)
           log.info({ consortium: doc.body.id, version: doc.body.version }, 'consortium document installed')
           return c.json(doc)
         },
@@ -253,6 +281,12 @@ export async function startNode(opts: StartOptions): Promise<RunningNode> {
       },
     )
     api.mount('/v1/policy', 'operator', policyApi.app, policyApi.docs)
+    const datasets = new DatasetRegistry(store, async (rec) => {
+      log.info({ dataset: rec.name, rows: rec.rows, schemaHash: rec.schemaHash }, 'dataset registered')
+      await recorder?.append('dataset.register', { datasetId: rec.name, schemaHash: rec.schemaHash }, {})
+    })
+    const datasetApi = datasetRoutes(datasets)
+    api.mount('/v1/datasets', 'operator', datasetApi.app, datasetApi.docs)
 
     const server = serve({
       fetch: (req) => api.app.fetch(req),
@@ -291,6 +325,7 @@ export async function startNode(opts: StartOptions): Promise<RunningNode> {
       sessions,
       jobs,
       executors,
+      datasets,
       api,
       log,
       httpUrl,
@@ -310,6 +345,7 @@ export async function startNode(opts: StartOptions): Promise<RunningNode> {
   }
 }
 
+const ChainSchema = z.object({ chain: z.array(ConsortiumDocumentSchema).min(1).max(10_000) })
 const TokenRequestSchema = z.object({ role: z.enum(ROLES), label: z.string().min(1).max(64) }).strict()
 
 function peerList(host: Host, membership: Membership): z.infer<typeof PeerSchema>[] {

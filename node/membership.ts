@@ -60,28 +60,52 @@ export class Membership extends EventEmitter<{
   }
 
   async install(input: unknown): Promise<ConsortiumDocument> {
-    const doc = parseConsortiumDocument(input)
-    if (this.doc && doc.body.id === this.doc.body.id && doc.body.version <= this.doc.body.version) {
+    return this.installChain([input])
+  }
+
+  /**
+   * Installs one document or a chain of successive versions (oldest first), each checked against the one
+   * before it. A node joining an existing consortium installs the chain from the genesis on; only the last
+   * version has to list it. Versions already held are skipped (the first new one must chain to what is
+   * held, so a forked history is refused). Nothing is stored unless the whole chain is valid.
+   */
+  async installChain(inputs: unknown[]): Promise<ConsortiumDocument> {
+    const docs = inputs.map((d) => parseConsortiumDocument(d))
+    const held = this.doc
+    const fresh = held
+      ? docs.filter((d) => !(d.body.id === held.body.id && d.body.version <= held.body.version))
+      : docs
+    const last = fresh.at(-1)
+    if (!last) {
       throw new ProtocolError(
         ProtocolErrorCode.INVALID_CONSORTIUM,
-        `version ${doc.body.version} is not newer than installed version ${this.doc.body.version}`,
+        `nothing newer than installed version ${this.version}`,
       )
     }
-    await assertInstallable(doc, this.doc)
-    if (!doc.body.members.some((m) => m.peerId === this.self) && !this.doc) {
+    let previous = held
+    for (const doc of fresh) {
+      await assertInstallable(doc, previous)
+      previous = doc
+    }
+    if (!held && !last.body.members.some((m) => m.peerId === this.self)) {
       throw new ProtocolError(
         ProtocolErrorCode.INVALID_CONSORTIUM,
-        `this node (${this.self}) is not a member of consortium ${doc.body.id}`,
+        `this node (${this.self}) is not a member of consortium ${last.body.id}`,
       )
     }
-    await this.store.sub(SUBLEVEL).batch([
-      { type: 'put', key: `v/${String(doc.body.version).padStart(8, '0')}`, value: doc },
-      { type: 'put', key: 'current', value: doc.body.version },
-    ])
-    const previous = this.doc
-    this.set(doc)
-    this.emit('change', doc, previous)
-    return doc
+    await this.store
+      .sub(SUBLEVEL)
+      .batch([
+        ...fresh.map((d) => ({
+          type: 'put' as const,
+          key: `v/${String(d.body.version).padStart(8, '0')}`,
+          value: d,
+        })),
+        { type: 'put' as const, key: 'current', value: last.body.version },
+      ])
+    this.set(last)
+    this.emit('change', last, held)
+    return last
   }
 
   /** Installed versions after `have`, oldest first (for peers catching up). */

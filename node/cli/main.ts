@@ -8,6 +8,8 @@ import { Command, CommanderError } from 'commander'
 import { SyndicateError } from '../../crypto/errors.ts'
 import { UsageError } from '../errors.ts'
 import { registerConsortiumCommands } from './consortium.ts'
+import { registerDatasetCommands } from './datasets.ts'
+import { registerJobCommands } from './jobs.ts'
 import { registerNodeCommands } from './node.ts'
 
 /** Builds the program; `extensions` add command groups of layers above node/ (the simulator). */
@@ -18,6 +20,8 @@ export function buildProgram(extensions: Array<(program: Command) => void> = [])
     .exitOverride()
   registerNodeCommands(program)
   registerConsortiumCommands(program)
+  registerJobCommands(program)
+  registerDatasetCommands(program)
   for (const extend of extensions) extend(program)
   return program
 }

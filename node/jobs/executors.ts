@@ -39,12 +39,23 @@ export interface ExecutionResult {
 
 export type Executor = (ctx: ExecutorContext) => Promise<ExecutionResult>
 
+/** Checks a spec of this kind before anyone votes: returns why it cannot run, or undefined. */
+export type SpecCheck = (spec: JobSpec) => string | undefined
+
 export class ExecutorRegistry {
   private readonly executors = new Map<JobKind, Executor>()
+  private readonly checks = new Map<JobKind, SpecCheck>()
 
-  register(kind: JobKind, executor: Executor): this {
+  register(kind: JobKind, executor: Executor, check?: SpecCheck): this {
     this.executors.set(kind, executor)
+    if (check) this.checks.set(kind, check)
     return this
+  }
+
+  /** Why `spec` cannot run here (no executor, or the kind's own check fails), or undefined. */
+  problem(spec: JobSpec): string | undefined {
+    if (!this.executors.has(spec.kind)) return `this node has no executor for ${spec.kind} jobs`
+    return this.checks.get(spec.kind)?.(spec)
   }
 
   has(kind: JobKind): boolean {

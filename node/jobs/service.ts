@@ -58,7 +58,7 @@ export type JobView = JobRecord & { progress?: Progress; self: string }
 
 /** What the governance log offers the job service: one signed entry per event. */
 export interface JobRecorder {
-  append(type: string, body: Record<string, unknown>, options: { jobId: string }): Promise<unknown>
+  append(type: string, body: Record<string, unknown>, options: { jobId?: string }): Promise<unknown>
 }
 
 export interface JobServiceDeps {
@@ -171,8 +171,8 @@ export class JobService {
     })
     if (!specResult.success) throw invalid('job spec', specResult.error.issues)
     const spec = specResult.data
-    if (!this.d.executors.has(spec.kind))
-      throw new SyndicateError('ERR_NO_EXECUTOR', `this node cannot run ${spec.kind} jobs`)
+    const problem = this.d.executors.problem(spec)
+    if (problem) throw new SyndicateError('ERR_INVALID_REQUEST', problem)
     if (Date.parse(spec.deadline) <= Date.now())
       throw new SyndicateError('ERR_INVALID_REQUEST', 'the deadline has already passed')
     if (await this.jobs().get(spec.id))
@@ -335,9 +335,10 @@ export class JobService {
     await this.save(job)
     this.armDeadline(job)
     const proposerName = this.d.membership.member(spec.proposer)?.name ?? spec.proposer
-    const decision = this.d.executors.has(spec.kind)
-      ? evaluatePolicy(this.d.policy(), spec, this.self, proposerName)
-      : { decision: 'reject' as const, reasons: [`this node has no executor for ${spec.kind} jobs`] }
+    const problem = this.d.executors.problem(spec)
+    const decision = problem
+      ? { decision: 'reject' as const, reasons: [problem] }
+      : evaluatePolicy(this.d.policy(), spec, this.self, proposerName)
     // Proposing is the proposer's operator's approval, unless its own policy forbids the job.
     const isProposer = spec.proposer === this.self
     if (decision.decision === 'reject') await this.castVote(job, 'reject', decision.reasons.join('; '))
