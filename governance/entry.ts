@@ -1,0 +1,244 @@
+import { z } from 'zod'
+import { canonicalJson } from '../crypto/canonical.ts'
+import { SyndicateError } from '../crypto/errors.ts'
+import { Hex32, Hex64, MemberSchema, PeerIdString } from './keys.ts'
+
+/**
+ * The governance log entry, version 1. One schema for every kind of event; the body is validated per type
+ * with strict schemas, so an entry can carry hashes, identifiers, decisions and metrics but no field that is
+ * not listed here (raw data has nowhere to go). The leaf bytes of an entry are its canonical JSON (sorted
+ * keys, no whitespace); its signature covers the canonical JSON of the entry without `signature`, prefixed
+ * with ENTRY_SIGNING_PREFIX.
+ */
+
+export const ENTRY_VERSION = 1
+/** Upper bound on an entry's canonical bytes: bodies are small records, never payloads. */
+export const MAX_ENTRY_BYTES = 8 * 1024
+export const ENTRY_SIGNING_PREFIX = 'syndicate-governance-entry/v1\n'
+
+export const ERR_GOV_ENTRY = 'ERR_GOV_ENTRY'
+
+const Id = z
+  .string()
+  .min(1)
+  .max(128)
+  .regex(/^[A-Za-z0-9._:@-]+$/, 'identifiers use letters, digits and . _ : @ -')
+const Text = z.string().max(1024)
+const ConsortiumId = z
+  .string()
+  .min(1)
+  .max(64)
+  .regex(/^[A-Za-z0-9._-]+$/, 'consortium ids use letters, digits and . _ -')
+
+/** A log is named by its origin: `<consortium id>/<owner peer id>`. Checkpoints carry it as their first line. */
+export const Origin = z
+  .string()
+  .max(200)
+  .refine((s) => {
+    const slash = s.indexOf('/')
+    return (
+      slash > 0 &&
+      ConsortiumId.safeParse(s.slice(0, slash)).success &&
+      PeerIdString.safeParse(s.slice(slash + 1)).success
+    )
+  }, 'an origin is <consortium id>/<peer id>')
+
+export function originOf(consortiumId: string, peerId: string): string {
+  const origin = `${consortiumId}/${peerId}`
+  if (!Origin.safeParse(origin).success) {
+    throw new SyndicateError(ERR_GOV_ENTRY, `"${origin}" is not a valid log origin (consortium id/peer id)`)
+  }
+  return origin
+}
+
+export function parseOrigin(origin: string): { consortiumId: string; peerId: string } {
+  const slash = origin.indexOf('/')
+  return { consortiumId: origin.slice(0, slash), peerId: origin.slice(slash + 1) }
+}
+
+const Metrics = z
+  .record(z.string().min(1).max(64), z.number().finite())
+  .refine((m) => Object.keys(m).length <= 64, 'at most 64 metrics')
+
+/** Body schemas, one per entry type; `job` says whether the entry names a job id. */
+export const ENTRY_TYPES = {
+  /** A member joins (with its identity) under a consortium document whose hash is recorded. */
+  'member.join': { job: 'forbidden', body: z.strictObject({ member: MemberSchema, documentHash: Hex32 }) },
+  'member.leave': {
+    job: 'forbidden',
+    body: z.strictObject({ peerId: PeerIdString, documentHash: Hex32, reason: Text }),
+  },
+  /** A dataset is registered by the hash of its schema; never rows, values or column statistics. */
+  'dataset.register': { job: 'forbidden', body: z.strictObject({ datasetId: Id, schemaHash: Hex32 }) },
+  'job.propose': {
+    job: 'required',
+    body: z.strictObject({
+      specHash: Hex32,
+      kind: Id,
+      proposer: PeerIdString,
+      parties: z.array(PeerIdString).min(1).max(64),
+    }),
+  },
+  'job.vote': {
+    job: 'required',
+    body: z.strictObject({
+      specHash: Hex32,
+      voter: PeerIdString,
+      decision: z.enum(['accept', 'reject']),
+      reason: Text.optional(),
+    }),
+  },
+  'job.commit': { job: 'required', body: z.strictObject({ specHash: Hex32 }) },
+  'job.start': { job: 'required', body: z.strictObject({ specHash: Hex32 }) },
+  'job.result': {
+    job: 'required',
+    body: z.strictObject({
+      specHash: Hex32,
+      /** Hash of the agreed outcome, equal on every party of a consistent run. */
+      resultHash: Hex32.optional(),
+      modelHash: Hex32.optional(),
+      metrics: Metrics,
+    }),
+  },
+  'job.cancel': {
+    job: 'required',
+    body: z.strictObject({ specHash: Hex32, by: PeerIdString, reason: Text }),
+  },
+  'job.fail': {
+    job: 'required',
+    body: z.strictObject({ specHash: Hex32, party: PeerIdString.optional(), reason: Text }),
+  },
+  'policy.change': { job: 'forbidden', body: z.strictObject({ policyHash: Hex32, summary: Text }) },
+  'privacy.spend': {
+    job: 'required',
+    body: z.strictObject({
+      datasetId: Id,
+      epsilon: z.number().finite().nonnegative(),
+      delta: z.number().finite().min(0).max(1),
+      remainingEpsilon: z.number().finite().optional(),
+    }),
+  },
+  attestation: {
+    job: 'optional',
+    body: z.strictObject({
+      enclaveId: Id,
+      measurement: Hex32,
+      evidenceHash: Hex32,
+      verdict: z.enum(['trusted', 'rejected']),
+    }),
+  },
+} as const
+
+export type EntryType = keyof typeof ENTRY_TYPES
+export type BodyOf<T extends EntryType> = z.infer<(typeof ENTRY_TYPES)[T]['body']>
+export const ENTRY_TYPE_NAMES = Object.keys(ENTRY_TYPES) as EntryType[]
+
+const EntryBase = z.strictObject({
+  v: z.literal(ENTRY_VERSION),
+  index: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+  time: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+  origin: Origin,
+  type: z.enum(ENTRY_TYPE_NAMES as [EntryType, ...EntryType[]]),
+  jobId: Id.optional(),
+  body: z.unknown(),
+  signer: MemberSchema,
+  signature: Hex64,
+})
+
+export const EntrySchema = EntryBase.superRefine((e, ctx) => {
+  const spec = ENTRY_TYPES[e.type]
+  if (spec.job === 'required' && e.jobId === undefined)
+    ctx.addIssue({ code: 'custom', message: `${e.type} needs a jobId` })
+  if (spec.job === 'forbidden' && e.jobId !== undefined) {
+    ctx.addIssue({ code: 'custom', message: `${e.type} takes no jobId` })
+  }
+  const body = spec.body.safeParse(e.body)
+  if (!body.success) {
+    const issue = body.error.issues[0]
+    ctx.addIssue({
+      code: 'custom',
+      message: `body of ${e.type}: ${issue.path.join('.') || '(root)'}: ${issue.message}`,
+    })
+  }
+})
+
+export type LogEntry = z.infer<typeof EntryBase>
+export type UnsignedEntry = Omit<LogEntry, 'signature'>
+
+export function bodyOf<T extends EntryType>(entry: LogEntry, type: T): BodyOf<T> | undefined {
+  return entry.type === type ? (entry.body as BodyOf<T>) : undefined
+}
+
+/** The leaf bytes: canonical JSON of the whole entry. */
+export function encodeEntry(entry: LogEntry): Uint8Array {
+  return canonicalEncode(entry)
+}
+
+const utf8 = new TextEncoder()
+
+/**
+ * canonicalJson, with a fast path for the common case of verification: a value parsed from canonical JSON
+ * already has its keys in sorted order, and then the native JSON.stringify yields the same bytes.
+ */
+function canonicalEncode(value: unknown): Uint8Array {
+  return utf8.encode(keysSorted(value) ? JSON.stringify(value) : canonicalJson(value))
+}
+
+function keysSorted(v: unknown): boolean {
+  if (v === null || typeof v !== 'object')
+    return typeof v === 'string' || typeof v === 'boolean' || Number.isFinite(v)
+  if (Array.isArray(v)) return v.every(keysSorted)
+  const keys = Object.keys(v)
+  for (let i = 0; i < keys.length; i++) {
+    if (i > 0 && !(keys[i - 1] < keys[i])) return false
+    if (!keysSorted((v as Record<string, unknown>)[keys[i]])) return false
+  }
+  return true
+}
+
+/** What the signer signs: a domain-separation prefix and the canonical JSON of the entry minus its signature. */
+export function entrySigningBytes(entry: UnsignedEntry | LogEntry): Uint8Array {
+  const { signature: _omit, ...unsigned } = entry as LogEntry
+  const json = canonicalEncode(unsigned)
+  const prefix = utf8.encode(ENTRY_SIGNING_PREFIX)
+  const out = new Uint8Array(prefix.byteLength + json.byteLength)
+  out.set(prefix)
+  out.set(json, prefix.byteLength)
+  return out
+}
+
+export type EntryCheck = { ok: true; entry: LogEntry; bytes: Uint8Array } | { ok: false; reason: string }
+
+/** Validates an untrusted entry value (schema, body, size) and returns its canonical leaf bytes. */
+export function checkEntry(value: unknown): EntryCheck {
+  const parsed = EntrySchema.safeParse(value)
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]
+    const where = issue.path.length > 0 ? `${issue.path.join('.')}: ` : ''
+    return { ok: false, reason: `malformed entry: ${where}${issue.message}` }
+  }
+  // The validated input itself (strict schemas, no transforms: the same value as parsed.data), whose key
+  // order is still that of its source, so the fast path applies to entries read back from canonical bytes.
+  const bytes = canonicalEncode(value)
+  if (bytes.byteLength > MAX_ENTRY_BYTES) {
+    return { ok: false, reason: `entry is ${bytes.byteLength} bytes, over the ${MAX_ENTRY_BYTES}-byte limit` }
+  }
+  return { ok: true, entry: parsed.data, bytes }
+}
+
+/** Decodes leaf bytes; they must be exactly the canonical encoding, so every entry has one byte form. */
+export function decodeEntry(bytes: Uint8Array): EntryCheck {
+  if (bytes.byteLength > MAX_ENTRY_BYTES)
+    return { ok: false, reason: `entry bytes exceed ${MAX_ENTRY_BYTES}` }
+  let value: unknown
+  try {
+    value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes))
+  } catch (e) {
+    return { ok: false, reason: `entry bytes are not JSON (${(e as Error).message})` }
+  }
+  const checked = checkEntry(value)
+  if (!checked.ok) return checked
+  if (Buffer.compare(checked.bytes, bytes) !== 0)
+    return { ok: false, reason: 'entry bytes are not in canonical form' }
+  return checked
+}

@@ -1,0 +1,330 @@
+import { Mutex } from 'async-mutex'
+import { z } from 'zod'
+import { SyndicateError } from '../crypto/errors.ts'
+import {
+  addSignatureLines,
+  type Checkpoint,
+  memberDirectory,
+  signCheckpoint,
+  type VerifiedCheckpoint,
+  verifyCheckpointNote,
+} from './checkpoint.ts'
+import {
+  type BodyOf,
+  checkEntry,
+  decodeEntry,
+  ENTRY_TYPES,
+  ENTRY_VERSION,
+  type EntryType,
+  ERR_GOV_ENTRY,
+  entrySigningBytes,
+  type LogEntry,
+  originOf,
+  type UnsignedEntry,
+} from './entry.ts'
+import { fromHex, Hex32, type Member, type Signer, toHex } from './keys.ts'
+import {
+  bytesEqual,
+  consistencyProofRanges,
+  Frontier,
+  hashRanges,
+  inclusionProofRanges,
+  leafHash,
+  type NodeId,
+} from './merkle.ts'
+import {
+  checkpointKey,
+  entryKey,
+  fromUtf8,
+  type GovernanceDb,
+  type GovernanceStore,
+  nodeKey,
+  openStore,
+  prefixRange,
+  STATE_KEY,
+  utf8,
+} from './store.ts'
+
+export const ERR_GOV_STORE_CORRUPT = 'ERR_GOV_STORE_CORRUPT'
+export const ERR_GOV_RANGE = 'ERR_GOV_RANGE'
+/** Most entries one read returns; callers page. */
+export const MAX_PAGE = 1000
+
+export interface LogOptions {
+  db: GovernanceDb
+  consortiumId: string
+  signer: Signer
+  /** Clock in Unix milliseconds (tests pin it). */
+  now?: () => number
+}
+
+const TreeStateSchema = z.strictObject({
+  size: z.number().int().nonnegative(),
+  frontier: z.array(Hex32).max(64),
+  lastTime: z.number().int().nonnegative(),
+})
+type TreeState = z.infer<typeof TreeStateSchema>
+
+/**
+ * This node's governance log: an append-only sequence of signed entries in its LevelDB store, hashed into an
+ * RFC 6962 Merkle tree. Appends are serialised, so indices stay dense under concurrent callers, and each one
+ * commits entry, new tree nodes and tree state in one atomic batch: a crash leaves the log at the previous
+ * or the next size, never in between. The root is kept incrementally (right-edge frontier); proofs read
+ * O(log n) stored perfect-subtree hashes.
+ */
+export class GovernanceLog {
+  readonly origin: string
+  readonly member: Member
+  private readonly store: GovernanceStore
+  private readonly signer: Signer
+  private readonly now: () => number
+  private readonly mutex = new Mutex()
+  private frontier: Frontier
+  private lastTime: number
+
+  private constructor(
+    store: GovernanceStore,
+    origin: string,
+    signer: Signer,
+    now: () => number,
+    frontier: Frontier,
+    lastTime: number,
+  ) {
+    this.store = store
+    this.origin = origin
+    this.signer = signer
+    this.member = signer.member
+    this.now = now
+    this.frontier = frontier
+    this.lastTime = lastTime
+  }
+
+  static async open(options: LogOptions): Promise<GovernanceLog> {
+    const store = openStore(options.db)
+    const origin = originOf(options.consortiumId, options.signer.member.peerId)
+    const raw = await store.get(STATE_KEY)
+    let frontier = new Frontier()
+    let lastTime = 0
+    if (raw !== undefined) {
+      try {
+        const state = TreeStateSchema.parse(JSON.parse(fromUtf8(raw)))
+        frontier = new Frontier(state.size, state.frontier.map(fromHex))
+        lastTime = state.lastTime
+      } catch (e) {
+        throw new SyndicateError(
+          ERR_GOV_STORE_CORRUPT,
+          `the governance log state in the store is unreadable (${(e as Error).message}); restore the node's database from backup`,
+        )
+      }
+    }
+    return new GovernanceLog(store, origin, options.signer, options.now ?? Date.now, frontier, lastTime)
+  }
+
+  get size(): number {
+    return this.frontier.size
+  }
+
+  /** The current root hash (MTH of all entries). */
+  root(): Uint8Array {
+    return this.frontier.root()
+  }
+
+  /**
+   * Signs and appends an event. The body is validated against its type's schema first; an invalid one throws
+   * ERR_GOV_ENTRY and nothing is written.
+   */
+  append<T extends EntryType>(type: T, body: BodyOf<T>, options: { jobId?: string } = {}): Promise<LogEntry> {
+    return this.mutex.runExclusive(async () => {
+      const time = Math.max(this.now(), this.lastTime)
+      const unsigned: UnsignedEntry = {
+        v: ENTRY_VERSION,
+        index: this.frontier.size,
+        time,
+        origin: this.origin,
+        type,
+        ...(options.jobId !== undefined ? { jobId: options.jobId } : {}),
+        body,
+        signer: this.member,
+      }
+      const spec = ENTRY_TYPES[type]
+      const bodyCheck = spec?.body.safeParse(body)
+      if (!bodyCheck?.success) {
+        const issue = bodyCheck?.error.issues[0]
+        throw new SyndicateError(
+          ERR_GOV_ENTRY,
+          `cannot log ${type}: ${issue ? `${issue.path.join('.') || 'body'}: ${issue.message}` : 'unknown entry type'}`,
+          { type },
+        )
+      }
+      const signature = toHex(await this.signer.sign(entrySigningBytes(unsigned)))
+      const checked = checkEntry({ ...unsigned, signature })
+      if (!checked.ok)
+        throw new SyndicateError(ERR_GOV_ENTRY, `cannot log ${type}: ${checked.reason}`, { type })
+      const next = this.frontier.clone()
+      const nodes = next.append(leafHash(checked.bytes))
+      const state: TreeState = { size: next.size, frontier: next.hashes.map(toHex), lastTime: time }
+      await this.store.batch([
+        { type: 'put', key: entryKey(unsigned.index), value: checked.bytes },
+        ...nodes.map((n) => ({ type: 'put' as const, key: nodeKey(n.level, n.index), value: n.hash })),
+        { type: 'put', key: STATE_KEY, value: utf8(JSON.stringify(state)) },
+      ])
+      this.frontier = next
+      this.lastTime = time
+      return checked.entry
+    })
+  }
+
+  private checkRange(start: number, end: number, limit = this.size): void {
+    if (
+      !Number.isSafeInteger(start) ||
+      !Number.isSafeInteger(end) ||
+      start < 0 ||
+      start > end ||
+      end > limit
+    ) {
+      throw new SyndicateError(ERR_GOV_RANGE, `range [${start}, ${end}) is outside the log (size ${limit})`, {
+        start,
+        end,
+        size: limit,
+      })
+    }
+  }
+
+  /** Stored bytes of entries [start, end), as they are, without checks (export and replication). */
+  async rawEntries(start: number, end: number): Promise<Uint8Array[]> {
+    this.checkRange(start, end)
+    const out: Uint8Array[] = []
+    for await (const value of this.store.values({ gte: entryKey(start), lt: entryKey(end) })) out.push(value)
+    if (out.length !== end - start) {
+      throw new SyndicateError(ERR_GOV_STORE_CORRUPT, `entries [${start}, ${end}) are missing from the store`)
+    }
+    return out
+  }
+
+  /** Entries [start, end), each checked against its stored leaf hash; a mismatch names the index. */
+  async entries(start: number, end: number): Promise<LogEntry[]> {
+    this.checkRange(start, end)
+    if (end - start > MAX_PAGE) {
+      throw new SyndicateError(ERR_GOV_RANGE, `ask for at most ${MAX_PAGE} entries at a time`, { start, end })
+    }
+    const raw = await this.rawEntries(start, end)
+    const leaves = await this.readNodes(raw.map((_, i) => ({ level: 0, index: start + i })))
+    return raw.map((bytes, i) => {
+      const decoded = decodeEntry(bytes)
+      if (!decoded.ok || !bytesEqual(leafHash(bytes), leaves[i]) || decoded.entry.index !== start + i) {
+        throw new SyndicateError(
+          ERR_GOV_STORE_CORRUPT,
+          `entry ${start + i} in the store does not match the log's tree${decoded.ok ? '' : ` (${decoded.reason})`}`,
+          { index: start + i },
+        )
+      }
+      return decoded.entry
+    })
+  }
+
+  private readNodes = async (ids: readonly NodeId[]): Promise<Uint8Array[]> => {
+    const values = await this.store.getMany(ids.map((id) => nodeKey(id.level, id.index)))
+    return values.map((v, i) => {
+      if (v === undefined || v.byteLength !== 32) {
+        throw new SyndicateError(
+          ERR_GOV_STORE_CORRUPT,
+          `tree node ${ids[i].level}/${ids[i].index} is missing from the store; restore the node's database`,
+        )
+      }
+      return v
+    })
+  }
+
+  /** MTH of the first `size` entries. */
+  async rootAt(size: number): Promise<Uint8Array> {
+    this.checkRange(0, size)
+    if (size === this.size) return this.root()
+    const [root] = await hashRanges([{ start: 0, end: size }], this.readNodes)
+    return root
+  }
+
+  /** The leaf hash of entry `index` and its RFC 6962 inclusion proof in the tree of size `size`. */
+  async inclusionProof(
+    index: number,
+    size = this.size,
+  ): Promise<{ leafHash: Uint8Array; proof: Uint8Array[] }> {
+    this.checkRange(0, size)
+    this.checkRange(index, index + 1, size)
+    const [leaf] = await this.readNodes([{ level: 0, index }])
+    return { leafHash: leaf, proof: await hashRanges(inclusionProofRanges(index, size), this.readNodes) }
+  }
+
+  /** RFC 6962 consistency proof between the trees of sizes `from` and `to`. */
+  async consistencyProof(from: number, to = this.size): Promise<Uint8Array[]> {
+    this.checkRange(from, to)
+    return hashRanges(consistencyProofRanges(from, to), this.readNodes)
+  }
+
+  /**
+   * Signs a checkpoint of the current tree and stores it; if the tree has not grown since the latest
+   * checkpoint, that one is returned (with whatever cosignatures it has collected).
+   */
+  checkpoint(): Promise<string> {
+    return this.mutex.runExclusive(async () => {
+      const existing = await this.store.get(checkpointKey(this.size))
+      if (existing !== undefined) return fromUtf8(existing)
+      const cp: Checkpoint = {
+        origin: this.origin,
+        size: this.size,
+        root: this.root(),
+        timestamp: Math.max(this.now(), this.lastTime),
+      }
+      const note = await signCheckpoint(cp, this.signer)
+      await this.store.put(checkpointKey(cp.size), utf8(note))
+      return note
+    })
+  }
+
+  async latestCheckpoint(): Promise<string | undefined> {
+    for await (const value of this.store.values({ ...prefixRange('c/'), reverse: true, limit: 1 })) {
+      return fromUtf8(value)
+    }
+    return undefined
+  }
+
+  async checkpointAt(size: number): Promise<string | undefined> {
+    const v = await this.store.get(checkpointKey(size))
+    return v === undefined ? undefined : fromUtf8(v)
+  }
+
+  /** Every stored checkpoint note, oldest first. */
+  async checkpoints(): Promise<string[]> {
+    const out: string[] = []
+    for await (const value of this.store.values(prefixRange('c/'))) out.push(fromUtf8(value))
+    return out
+  }
+
+  /**
+   * Stores a witness's cosignature with the checkpoint it signed. `cosigned` is the checkpoint note with the
+   * witness's line(s); only lines that verify against `members` are kept. Returns the merged, verified note.
+   */
+  addCosignatures(cosigned: string, members: readonly Member[]): Promise<VerifiedCheckpoint> {
+    return this.mutex.runExclusive(async () => {
+      const dir = memberDirectory(members)
+      const incoming = verifyCheckpointNote(cosigned, dir)
+      const ours = await this.store.get(checkpointKey(incoming.checkpoint.size))
+      if (ours === undefined || incoming.checkpoint.origin !== this.origin) {
+        throw new SyndicateError(
+          ERR_GOV_RANGE,
+          `no checkpoint of ${this.origin} at size ${incoming.checkpoint.size}`,
+        )
+      }
+      const stored = verifyCheckpointNote(fromUtf8(ours), dir)
+      if (stored.body !== incoming.body) {
+        throw new SyndicateError(
+          ERR_GOV_RANGE,
+          'the cosigned checkpoint is not the one this log signed at that size',
+        )
+      }
+      const lines = incoming.note.slice(incoming.note.lastIndexOf('\n\n') + 2).split('\n')
+      const merged = verifyCheckpointNote(addSignatureLines(stored.note, lines), dir)
+      await this.store.put(checkpointKey(merged.checkpoint.size), utf8(merged.note))
+      return merged
+    })
+  }
+}

@@ -1,0 +1,155 @@
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { isSyndicateError } from '../../crypto/errors.ts'
+import { exportBundle } from '../../governance/bundle.ts'
+import { memberDirectory, verifyCheckpointNote } from '../../governance/checkpoint.ts'
+import { decodeEntry, entrySigningBytes } from '../../governance/entry.ts'
+import { fromHex, memberFromPeerId, signerFromSeed, verifySignature } from '../../governance/keys.ts'
+import { GovernanceLog } from '../../governance/log.ts'
+import { leafHash, rootFromLeafHashes, verifyConsistency, verifyInclusion } from '../../governance/merkle.ts'
+import { entryKey, openStore } from '../../governance/store.ts'
+import { verifyBundles } from '../../governance/verify.ts'
+import { hash, tempDbs, testSigner } from './helpers.ts'
+
+const alice = testSigner('alice')
+const bob = testSigner('bob')
+const members = [alice.member, bob.member]
+
+let dbs: ReturnType<typeof tempDbs>
+beforeEach(() => {
+  dbs = tempDbs()
+})
+afterEach(async () => {
+  await dbs.cleanup()
+})
+
+async function openLog(db?: Awaited<ReturnType<typeof dbs.open>>) {
+  return GovernanceLog.open({ db: db ?? (await dbs.open()), consortiumId: 'credit-club', signer: alice })
+}
+
+describe('GovernanceLog', () => {
+  it('keeps a dense index under concurrent appends and a root equal to the full recomputation', async () => {
+    const log = await openLog()
+    const appends = Array.from({ length: 40 }, (_, i) =>
+      log.append('dataset.register', { datasetId: `ds-${i}`, schemaHash: hash(`schema ${i}`) }),
+    )
+    const entries = await Promise.all(appends)
+    expect(entries.map((e) => e.index).sort((a, b) => a - b)).toEqual(Array.from({ length: 40 }, (_, i) => i))
+    expect(log.size).toBe(40)
+    const raw = await log.rawEntries(0, 40)
+    expect(Buffer.from(log.root()).toString('hex')).toBe(
+      Buffer.from(rootFromLeafHashes(raw.map(leafHash))).toString('hex'),
+    )
+    for (const [i, bytes] of raw.entries()) {
+      const d = decodeEntry(bytes)
+      expect(d.ok).toBe(true)
+      if (!d.ok) continue
+      expect(d.entry.index).toBe(i)
+      expect(
+        verifySignature(alice.member.publicKey, entrySigningBytes(d.entry), fromHex(d.entry.signature)),
+      ).toBe(true)
+    }
+    // Time never goes backwards within a log.
+    const times = (await log.entries(0, 40)).map((e) => e.time)
+    expect(times).toEqual([...times].sort((a, b) => a - b))
+  })
+
+  it('survives a restart with the same size, root and continuing indices', async () => {
+    const db = await dbs.open()
+    const log = await openLog(db)
+    for (let i = 0; i < 13; i++)
+      await log.append('policy.change', { policyHash: hash(`p${i}`), summary: `rule ${i}` })
+    const root = Buffer.from(log.root()).toString('hex')
+    const again = await openLog(await dbs.reopen(db))
+    expect(again.size).toBe(13)
+    expect(Buffer.from(again.root()).toString('hex')).toBe(root)
+    const next = await again.append('job.start', { specHash: hash('spec') }, { jobId: 'job-1' })
+    expect(next.index).toBe(13)
+  })
+
+  it('serves inclusion and consistency proofs that verify against its signed checkpoints', async () => {
+    const log = await openLog()
+    const notes: string[] = []
+    for (let i = 0; i < 70; i++) {
+      await log.append(
+        'job.vote',
+        { specHash: hash('s'), voter: bob.member.peerId, decision: 'accept' },
+        { jobId: `j${i}` },
+      )
+      if (i % 23 === 5) notes.push(await log.checkpoint())
+    }
+    notes.push(await log.checkpoint())
+    const cps = notes.map((n) => verifyCheckpointNote(n, memberDirectory(members)).checkpoint)
+    for (const cp of cps) {
+      expect(Buffer.from(await log.rootAt(cp.size)).equals(Buffer.from(cp.root))).toBe(true)
+      for (const index of [0, Math.floor(cp.size / 2), cp.size - 1]) {
+        const { leafHash: leaf, proof } = await log.inclusionProof(index, cp.size)
+        expect(verifyInclusion(index, cp.size, leaf, proof, cp.root)).toBe(true)
+      }
+    }
+    for (let i = 0; i + 1 < cps.length; i++) {
+      const proof = await log.consistencyProof(cps[i].size, cps[i + 1].size)
+      expect(verifyConsistency(cps[i].size, cps[i + 1].size, proof, cps[i].root, cps[i + 1].root)).toBe(true)
+    }
+    // Checkpointing an unchanged tree returns the stored checkpoint instead of signing a second one.
+    expect(await log.checkpoint()).toBe(notes.at(-1))
+    expect((await log.checkpoints()).length).toBe(notes.length)
+  })
+
+  it('refuses bodies outside the schema and writes nothing', async () => {
+    const log = await openLog()
+    const reject = async (p: Promise<unknown>) => {
+      const e = await p.then(
+        () => undefined,
+        (err: unknown) => err,
+      )
+      expect(isSyndicateError(e, 'ERR_GOV_ENTRY')).toBe(true)
+    }
+    // A field the schema does not know (raw data has no place in an entry).
+    await reject(
+      log.append('dataset.register', {
+        datasetId: 'd',
+        schemaHash: hash('x'),
+        rows: [[1, 2, 3]],
+      } as unknown as { datasetId: string; schemaHash: string }),
+    )
+    await reject(log.append('job.start', { specHash: hash('x') }))
+    await reject(log.append('dataset.register', { datasetId: 'd', schemaHash: 'not-a-hash' }))
+    await reject(log.append('policy.change', { policyHash: hash('p'), summary: 'x'.repeat(9000) }))
+    expect(log.size).toBe(0)
+  })
+
+  it('names the index of an entry whose stored bytes were altered', async () => {
+    const db = await dbs.open()
+    const log = await openLog(db)
+    for (let i = 0; i < 9; i++)
+      await log.append('dataset.register', { datasetId: `d${i}`, schemaHash: hash(`${i}`) })
+    const store = openStore(db)
+    const bytes = (await store.get(entryKey(6)))!
+    const altered = new TextEncoder().encode(new TextDecoder().decode(bytes).replace('"d6"', '"d7"'))
+    await store.put(entryKey(6), altered)
+    const err = await log.entries(0, 9).then(
+      () => undefined,
+      (e: unknown) => e,
+    )
+    expect(isSyndicateError(err, 'ERR_GOV_STORE_CORRUPT')).toBe(true)
+    expect((err as { details: { index: number } }).details.index).toBe(6)
+    await expect(log.entries(0, 6)).resolves.toHaveLength(6)
+  })
+
+  it("works with the node's libp2p identity key as signer", async () => {
+    const key = await generateKeyPair('Ed25519')
+    const peerId = peerIdFromPrivateKey(key).toString()
+    const signer = { member: memberFromPeerId('node-a', peerId), sign: (m: Uint8Array) => key.sign(m) }
+    // libp2p's 64-byte raw private key gives the same member through signerFromSeed.
+    expect(signerFromSeed('node-a', key.raw).member).toEqual(signer.member)
+    const log = await GovernanceLog.open({ db: await dbs.open(), consortiumId: 'credit-club', signer })
+    await log.append('dataset.register', { datasetId: 'd', schemaHash: hash('s') })
+    await log.checkpoint()
+    const report = await verifyBundles([await exportBundle({ log, members: [signer.member] })], {
+      signatures: 'all',
+    })
+    expect(report.ok).toBe(true)
+  })
+})
