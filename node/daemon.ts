@@ -3,11 +3,13 @@ import { serve } from '@hono/node-server'
 import type { PeerId } from '@libp2p/interface'
 import type { DestinationStream, Logger } from 'pino'
 import { z } from 'zod'
+import { type AlgorithmRegistry, defaultAlgorithms } from '../learning/joint/registry.ts'
 import { ConsortiumDocumentSchema } from '../protocol/consortium.ts'
 import { handleProtocol, requestProtocol } from '../protocol/define.ts'
 import { consortiumSyncProtocol, MAX_SYNC_VERSIONS, statusProtocol } from '../protocol/membership.ts'
 import { SessionService } from '../protocol/session.ts'
 import { type ConfigOverrides, loadConfig, type NodeConfig } from './config.ts'
+import { Governance } from './governance.ts'
 import { createHost, type Host, MeshMaintainer } from './host.ts'
 import { ApiBuilder, parseBody } from './http/app.ts'
 import { loadIdentity } from './identity.ts'
@@ -15,9 +17,11 @@ import { ExecutorRegistry, noopExecutor } from './jobs/executors.ts'
 import { checkMembershipSpec, membershipExecutor } from './jobs/membership.ts'
 import { loadPolicyFile, type Policy, parsePolicy } from './jobs/policy.ts'
 import { jobRoutes, policyRoutes } from './jobs/routes.ts'
-import { type JobRecorder, JobService } from './jobs/service.ts'
+import { JobService } from './jobs/service.ts'
+import { checkPsiSpec, checkTrainSpec, psiExecutor, trainExecutor } from './jobs/training.ts'
 import { createLogger } from './logger.ts'
 import { Membership } from './membership.ts'
+import { auditRouteDocs } from './services/audit/routes.ts'
 import { DatasetRegistry, datasetRoutes } from './services/datasets/registry.ts'
 import { type NodeStore, openStore } from './store.ts'
 import { ROLES, TokenVerifier } from './tokens.ts'
@@ -32,6 +36,8 @@ export interface StartOptions {
   overrides?: ConfigOverrides
   env?: NodeJS.ProcessEnv
   logDestination?: DestinationStream
+  /** Joint algorithms this node offers (default: every algorithm the software ships). */
+  algorithms?: AlgorithmRegistry
 }
 
 export interface RunningNode {
@@ -43,6 +49,7 @@ export interface RunningNode {
   membership: Membership
   sessions: SessionService
   jobs: JobService
+  governance: Governance
   executors: ExecutorRegistry
   datasets: DatasetRegistry
   api: ApiBuilder
@@ -125,8 +132,27 @@ export async function startNode(opts: StartOptions): Promise<RunningNode> {
       void syncMembership(host, membership, evt.detail, log)
     })
 
+    const governance = new Governance({
+      host,
+      membership,
+      store,
+      logger: log,
+      privateKey: identity.privateKey,
+      name: config.name,
+    })
+    await governance.start()
+    stops.push(() => governance.stop())
+    const recorder = governance.recorder
+    const datasets = new DatasetRegistry(store, async (rec) => {
+      log.info({ dataset: rec.name, rows: rec.rows, schemaHash: rec.schemaHash }, 'dataset registered')
+      await recorder.append('dataset.register', { datasetId: rec.name, schemaHash: rec.schemaHash }, {})
+    })
+    const algorithms = opts.algorithms ?? defaultAlgorithms()
+    const training = { datasets, algorithms, store }
     const executors = new ExecutorRegistry()
       .register('noop', noopExecutor)
+      .register('psi', psiExecutor(training), checkPsiSpec)
+      .register('train', trainExecutor(training), checkTrainSpec(algorithms))
       .register(
         'membership',
         membershipExecutor({
@@ -139,7 +165,6 @@ export async function startNode(opts: StartOptions): Promise<RunningNode> {
     const filePolicy = loadPolicyFile(opts.dir)
     const storedPolicy = await store.sub<Policy>('policy').get('current')
     let policy: Policy = storedPolicy ? parsePolicy(storedPolicy, 'in the store') : filePolicy
-    let recorder: JobRecorder | undefined
     const jobs = new JobService({
       host,
       membership,
@@ -281,10 +306,12 @@ export async function startNode(opts: StartOptions): Promise<RunningNode> {
       },
     )
     api.mount('/v1/policy', 'operator', policyApi.app, policyApi.docs)
-    const datasets = new DatasetRegistry(store, async (rec) => {
-      log.info({ dataset: rec.name, rows: rec.rows, schemaHash: rec.schemaHash }, 'dataset registered')
-      await recorder?.append('dataset.register', { datasetId: rec.name, schemaHash: rec.schemaHash }, {})
-    })
+    api.mount(
+      '/v1/audit',
+      'governance',
+      governance.routes(),
+      auditRouteDocs.map((d) => ({ ...d })),
+    )
     const datasetApi = datasetRoutes(datasets)
     api.mount('/v1/datasets', 'operator', datasetApi.app, datasetApi.docs)
 
@@ -324,6 +351,7 @@ export async function startNode(opts: StartOptions): Promise<RunningNode> {
       membership,
       sessions,
       jobs,
+      governance,
       executors,
       datasets,
       api,

@@ -16,6 +16,8 @@ export interface ProtocolSpec<Req extends z.ZodType, Res extends z.ZodType> {
   request: Req
   response: Res
   timeoutMs: number
+  /** Concurrent streams of this protocol per connection, each way. */
+  maxStreams: number
 }
 
 export function defineProtocol<Req extends z.ZodType, Res extends z.ZodType>(def: {
@@ -25,8 +27,14 @@ export function defineProtocol<Req extends z.ZodType, Res extends z.ZodType>(def
   request: Req
   response: Res
   timeoutMs?: number
+  maxStreams?: number
 }): ProtocolSpec<Req, Res> {
-  return { ...def, id: `/syndicate/${def.name}/${def.version}`, timeoutMs: def.timeoutMs ?? 10_000 }
+  return {
+    ...def,
+    id: `/syndicate/${def.name}/${def.version}`,
+    timeoutMs: def.timeoutMs ?? 10_000,
+    maxStreams: def.maxStreams ?? 64,
+  }
 }
 
 /** What a response frame carries: the handler's result, or a typed error for the caller. */
@@ -116,7 +124,7 @@ export async function handleProtocol<Req extends z.ZodType, Res extends z.ZodTyp
         stream.abort(e as Error)
       }
     },
-    { runOnLimitedConnection: false, maxInboundStreams: 64 },
+    { runOnLimitedConnection: false, maxInboundStreams: spec.maxStreams, maxOutboundStreams: spec.maxStreams },
   )
 }
 
@@ -136,7 +144,9 @@ export async function requestProtocol<Req extends z.ZodType, Res extends z.ZodTy
     )
   }
   const signal = options.signal ?? AbortSignal.timeout(spec.timeoutMs)
-  const stream = await libp2p.dialProtocol(peer, spec.id, { signal })
+  // Members run the same protocols, so the protocol choice is sent optimistically with the first frame
+  // instead of costing a round trip per stream.
+  const stream = await libp2p.dialProtocol(peer, spec.id, { signal, negotiateFully: false })
   try {
     await writeFrame(stream, body, signal)
     await stream.close({ signal })

@@ -215,6 +215,8 @@ export const jobsProtocol = defineProtocol({
   name: 'jobs',
   version: '1.0.0',
   maxMessageBytes: 1024 * 1024,
+  // Many jobs negotiate at once; each message is a short-lived stream.
+  maxStreams: 1024,
   request: JobMessageSchema,
   response: z.strictObject({ ok: z.literal(true), state: z.enum(JOB_STATES).optional() }),
 })

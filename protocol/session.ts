@@ -165,6 +165,7 @@ export class SessionService {
   private async dial(s: OpenSession, peer: string): Promise<Stream> {
     const stream = await this.libp2p.dialProtocol(peerIdFromString(peer), SESSION_PROTOCOL, {
       signal: AbortSignal.timeout(30_000),
+      negotiateFully: false,
     })
     await writeFrame(stream, encodeMessage({ v: 1, session: s.id, from: s.self }))
     return stream

@@ -7,6 +7,7 @@
 import { Command, CommanderError } from 'commander'
 import { SyndicateError } from '../../crypto/errors.ts'
 import { UsageError } from '../errors.ts'
+import { registerAuditCommands } from '../services/audit/cli.ts'
 import { registerConsortiumCommands } from './consortium.ts'
 import { registerDatasetCommands } from './datasets.ts'
 import { registerJobCommands } from './jobs.ts'
@@ -22,6 +23,7 @@ export function buildProgram(extensions: Array<(program: Command) => void> = [])
   registerConsortiumCommands(program)
   registerJobCommands(program)
   registerDatasetCommands(program)
+  registerAuditCommands(program)
   for (const extend of extensions) extend(program)
   return program
 }

@@ -29,7 +29,7 @@ export const PolicySchema = z.strictObject({
   proposers: z.record(Name, z.union([z.literal('*'), z.array(Kind)])).default({ '*': '*' }),
   modes: z.array(Mode).default([...PRIVACY_MODES]),
   minParties: z.number().int().min(1).max(64).default(2),
-  /** Datasets of this node that jobs may use; a job naming another dataset of ours is rejected. */
+  /** Datasets of this node that jobs may use ('*' = any registered dataset); others are rejected. */
   datasets: z.record(Name, DatasetPolicySchema).default({}),
 })
 export type Policy = z.infer<typeof PolicySchema>
@@ -60,7 +60,7 @@ export function evaluatePolicy(
     reasons.push(`${spec.parties.length} parties is fewer than the minimum ${policy.minParties}`)
   const me = spec.parties.find((p) => p.peerId === selfPeerId)
   if (me?.dataset) {
-    const ds = policy.datasets[me.dataset]
+    const ds = policy.datasets[me.dataset] ?? policy.datasets['*']
     if (!ds) {
       reasons.push(`dataset ${me.dataset} is not open to joint jobs`)
     } else {

@@ -9,7 +9,8 @@ import { createHash } from 'node:crypto'
 import { SyndicateError } from '../../../crypto/errors.ts'
 import type { Model, ModelKind } from '../../../learning/models/types.ts'
 import { checkModel } from '../../../learning/onnx/check.ts'
-import { exportOnnx } from '../../../learning/onnx/export.ts'
+import { exportOnnx, META_FEATURES } from '../../../learning/onnx/export.ts'
+import { readMetadata } from '../../../learning/onnx/graph.ts'
 import type { Sublevel } from '../../store.ts'
 import { inspectOnnx, type OnnxSignature } from './signature.ts'
 
@@ -50,6 +51,11 @@ export interface ModelVersion {
   history: { state: ModelState; at: string }[]
   /** Fitted model data for models exported by Syndicate (reason codes need it). */
   model?: Model
+  /**
+   * Raw feature values of the reference applicant that LR/MLP reason codes are measured from (an aggregate
+   * such as the training mean, never a customer's row). Default: the standardisation mean.
+   */
+  referenceRow?: number[]
 }
 
 export interface ModelRecord {
@@ -67,6 +73,7 @@ export interface RegisterInput {
   cutoff?: number
   lineage?: Lineage
   description?: string
+  referenceRow?: number[]
 }
 
 export const MODEL_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
@@ -181,7 +188,14 @@ export class ModelRegistry {
           "The declared features differ from the model data's features; omit `features` or fix their order.",
         )
       }
-      onnx = input.onnx ?? exportOnnx(input.model)
+      // Scores and reason codes must come from the same model: the ONNX is always exported from the data.
+      if (input.onnx) {
+        throw new SyndicateError(
+          'ERR_MODEL_SCHEMA_INVALID',
+          'Give either fitted model data or ONNX bytes, not both.',
+        )
+      }
+      onnx = exportOnnx(input.model)
     } else {
       if (!input.onnx || !input.features) {
         throw new SyndicateError(
@@ -191,8 +205,23 @@ export class ModelRegistry {
       }
       onnx = input.onnx
       features = input.features
+      // A Syndicate-exported file names its columns: the declared order must match it.
+      const named = readMetadata(onnx)[META_FEATURES]
+      if (named !== undefined && named !== JSON.stringify(features)) {
+        throw new SyndicateError(
+          'ERR_MODEL_SCHEMA_MISMATCH',
+          `The ONNX file was exported for features ${named}; declare exactly these, in this order.`,
+        )
+      }
     }
     checkFeatures(features)
+    const ref = input.referenceRow
+    if (ref && (ref.length !== features.length || !ref.every(Number.isFinite))) {
+      throw new SyndicateError(
+        'ERR_MODEL_SCHEMA_INVALID',
+        `referenceRow must hold ${features.length} finite values in feature order.`,
+      )
+    }
     const signature = await inspectOnnx(onnx, features.length)
     return this.#serial(async () => {
       const records = await this.#load()
@@ -213,6 +242,7 @@ export class ModelRegistry {
         createdAt: now,
         history: [{ state: 'staged', at: now }],
         model: input.model,
+        referenceRow: ref,
       }
       const record: ModelRecord = prev
         ? { ...prev, versions: [...prev.versions, v] }

@@ -4,7 +4,8 @@
  */
 import * as ort from 'onnxruntime-node'
 import { SyndicateError } from '../../../crypto/errors.ts'
-import { type Reason, reasonCodes } from './reasons.ts'
+import { createExplainer, type Explainer, type ReasonCode } from '../../../learning/explain/reasons.ts'
+import type { Model } from '../../../learning/models/types.ts'
 import type { ModelRegistry, ModelVersion } from './registry.ts'
 import { createSession } from './signature.ts'
 import { type RowValidator, rowValidator } from './validate.ts'
@@ -13,7 +14,8 @@ export interface ScoreResult {
   probability: number
   /** 1 when probability >= the model's cutoff. */
   decision: 0 | 1
-  reasons: Reason[]
+  /** Top factors behind the score (learning/explain): LR exact, GBDT TreeSHAP, MLP integrated gradients. */
+  reasons: ReasonCode[]
 }
 
 /** A loaded live version: session, schema validator and reusable single-row input buffers. */
@@ -21,30 +23,42 @@ export interface Deployment {
   id: string
   version: ModelVersion
   validator: RowValidator
+  /** Reason codes for this version, when it has model data (and, for GBDT, node covers). */
+  explain?: Explainer
   session: ort.InferenceSession
+  /** Requests holding this deployment (see `acquire`). */
   inflight: number
   retired: boolean
   /** Free single-row input buffers; a run holds one until it resolves. */
   buffers: Float32Array[]
 }
 
-export interface ScorerOptions {
-  /** Reason codes per row (default 3). */
-  reasons?: number
+/**
+ * The reason-code explainer of a registered model, if one can be built: GBDT needs node covers (TreeSHAP);
+ * LR and MLP are measured from a reference applicant, the version's `referenceRow` or else the training
+ * mean of the standardisation (which preprocesses to the zero vector).
+ */
+export function explainerFor(model: Model | undefined, referenceRow?: number[]): Explainer | undefined {
+  if (!model) return undefined
+  if (model.kind === 'gbdt') return model.trees.every((t) => t.cover) ? createExplainer(model) : undefined
+  const ref = referenceRow ?? model.preprocessing.standardize?.mean
+  return ref ? createExplainer(model, { X: Float64Array.from(ref), rows: 1 }) : undefined
 }
 
 export class Scorer {
   readonly #registry: ModelRegistry
-  readonly #reasons: number
   readonly #deployments = new Map<string, Promise<Deployment>>()
 
-  constructor(registry: ModelRegistry, opts: ScorerOptions = {}) {
+  constructor(registry: ModelRegistry) {
     this.#registry = registry
-    this.#reasons = opts.reasons ?? 3
   }
 
-  /** The loaded live version of `id`; loads it on first use and after the live version changes. */
-  async deployment(id: string): Promise<Deployment> {
+  /**
+   * The loaded live version of `id`, held for one request until `release`: a session replaced meanwhile
+   * (another version went live) is released only after its last holder lets go. Loads on first use and
+   * after the live version changes.
+   */
+  async acquire(id: string): Promise<Deployment> {
     const live = await this.#registry.live(id)
     if (!live) {
       throw new SyndicateError(
@@ -56,8 +70,11 @@ export class Scorer {
     const cached = this.#deployments.get(id)
     if (cached) {
       const dep = await cached.catch(() => undefined)
-      if (dep && dep.version.version === live.version) return dep
-      if (this.#deployments.get(id) !== cached) return this.deployment(id)
+      if (dep && !dep.retired && dep.version.version === live.version) {
+        dep.inflight++
+        return dep
+      }
+      if (this.#deployments.get(id) !== cached) return this.acquire(id)
       if (dep) this.#retire(dep)
     }
     const loading = this.#load(id, live)
@@ -65,7 +82,14 @@ export class Scorer {
     loading.catch(() => {
       if (this.#deployments.get(id) === loading) this.#deployments.delete(id)
     })
-    return loading
+    const dep = await loading
+    dep.inflight++
+    return dep
+  }
+
+  release(dep: Deployment): void {
+    dep.inflight--
+    if (dep.retired && dep.inflight === 0) void dep.session.release()
   }
 
   async #load(id: string, version: ModelVersion): Promise<Deployment> {
@@ -78,50 +102,52 @@ export class Scorer {
       version,
       session,
       validator: rowValidator(version.features, allowMissing),
+      explain: explainerFor(version.model, version.referenceRow),
       inflight: 0,
       retired: false,
       buffers: [],
     }
   }
 
-  /** Releases a replaced session once its in-flight runs are done. */
+  /** Releases a replaced session once its holders are done. */
   #retire(dep: Deployment): void {
     dep.retired = true
     if (dep.inflight === 0) void dep.session.release()
   }
 
-  /** P(y = 1) for `n` rows in `input` (row-major float32, the model's feature order). */
+  /** P(y = 1) for `n` rows in `input` (row-major float32, the model's feature order); `dep` acquired. */
   async run(dep: Deployment, input: Float32Array, n: number): Promise<Float32Array> {
     const sig = dep.version.signature
     const d = dep.version.features.length
-    dep.inflight++
-    try {
-      const out = await dep.session.run(
-        { [sig.input]: new ort.Tensor('float32', input.subarray(0, n * d), [n, d]) },
-        [sig.output],
-      )
-      const data = out[sig.output].data as Float32Array
-      if (sig.width === 1) return data
-      const p = new Float32Array(n)
-      for (let i = 0; i < n; i++) p[i] = data[i * sig.width + sig.column]
-      return p
-    } finally {
-      dep.inflight--
-      if (dep.retired && dep.inflight === 0) void dep.session.release()
-    }
+    const out = await dep.session.run(
+      { [sig.input]: new ort.Tensor('float32', input.subarray(0, n * d), [n, d]) },
+      [sig.output],
+    )
+    const data = out[sig.output].data as Float32Array
+    if (sig.width === 1) return data
+    const p = new Float32Array(n)
+    for (let i = 0; i < n; i++) p[i] = data[i * sig.width + sig.column]
+    return p
   }
 
-  /** Probability, decision at the cutoff and reason codes per row. */
-  results(dep: Deployment, input: Float32Array, probs: Float32Array, n: number): ScoreResult[] {
+  /** Probability, decision at the cutoff and the top `reasons` reason codes per row (0: none). */
+  results(
+    dep: Deployment,
+    input: Float32Array,
+    probs: Float32Array,
+    n: number,
+    reasons: number,
+  ): ScoreResult[] {
     const d = dep.version.features.length
-    const { cutoff, model } = dep.version
+    const cutoff = dep.version.cutoff
+    const explain = reasons > 0 ? dep.explain : undefined
     const out: ScoreResult[] = new Array(n)
     for (let i = 0; i < n; i++) {
       const p = probs[i]
       out[i] = {
         probability: p,
         decision: p >= cutoff ? 1 : 0,
-        reasons: reasonCodes(model, input.subarray(i * d, i * d + d), this.#reasons),
+        reasons: explain ? explain(input.subarray(i * d, i * d + d), { top: reasons }).reasons : [],
       }
     }
     return out

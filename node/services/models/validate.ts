@@ -20,6 +20,8 @@ export interface RowValidator {
   readonly allowMissing: boolean
   /** Writes `rows` into `out` (row-major) when every row is valid; false at the first invalid row. */
   fill(rows: readonly unknown[], out: Float32Array): boolean
+  /** `fill` for CSV records under `header`: the same acceptance as `fill` on the rows `csvObjects` makes. */
+  fillRecords(header: readonly string[], records: readonly string[][], out: Float32Array): boolean
   /** Every problem of `rows` (empty when valid). */
   problems(rows: readonly unknown[]): Problem[]
 }
@@ -49,6 +51,27 @@ export function rowValidator(features: string[], allowMissing: boolean): RowVali
       const o = i * d
       for (let j = 0; j < d; j++) {
         const v = (r as Record<string, unknown>)[features[j]]
+        if (typeof v === 'number' && v >= -FLOAT32_MAX && v <= FLOAT32_MAX) out[o + j] = v
+        else if (v === null && allowMissing) out[o + j] = Number.NaN
+        else return false
+      }
+    }
+    return true
+  }
+
+  const fillRecords = (
+    header: readonly string[],
+    records: readonly string[][],
+    out: Float32Array,
+  ): boolean => {
+    if (header.length !== d) return false
+    const col = features.map((f) => header.indexOf(f))
+    if (col.some((c) => c < 0)) return false
+    for (let i = 0; i < records.length; i++) {
+      const rec = records[i]
+      const o = i * d
+      for (let j = 0; j < d; j++) {
+        const v = csvCell(rec[col[j]])
         if (typeof v === 'number' && v >= -FLOAT32_MAX && v <= FLOAT32_MAX) out[o + j] = v
         else if (v === null && allowMissing) out[o + j] = Number.NaN
         else return false
@@ -88,21 +111,44 @@ export function rowValidator(features: string[], allowMissing: boolean): RowVali
     }
     return out
   }
-  return { features, allowMissing, fill, problems }
+  return { features, allowMissing, fill, fillRecords, problems }
 }
 
 const NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/
 const NON_FINITE = /^([+-]?)(nan|inf|infinity)$/i
+
+/** CSV records under `header` as row objects (for the zod problem list). */
+export function csvObjects(
+  header: readonly string[],
+  records: readonly string[][],
+): Record<string, unknown>[] {
+  return records.map((rec) => Object.fromEntries(header.map((h, j) => [h, csvCell(rec[j])])))
+}
 
 /**
  * One CSV cell as a JSON-like value: empty → null (missing), a decimal number → number, NaN/Inf spellings →
  * the non-finite number (so validation names the problem), anything else stays a string (a type error).
  */
 export function csvCell(cell: string): number | string | null {
+  if (isDecimalCharset(cell)) {
+    // Over this charset Number() accepts exactly the decimal literals (no hex, no Infinity, no "").
+    const v = Number(cell)
+    if (!Number.isNaN(v)) return v
+  }
   const t = cell.trim()
   if (t === '') return null
   if (NUMBER.test(t)) return Number(t)
   const m = NON_FINITE.exec(t)
   if (m) return m[2].toLowerCase() === 'nan' ? Number.NaN : m[1] === '-' ? -Infinity : Infinity
   return cell
+}
+
+/** Non-empty and only digits, '.', '+', '-', 'e', 'E': the fast path for the common cell (no regex). */
+function isDecimalCharset(s: string): boolean {
+  if (s.length === 0) return false
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i)
+    if (!((c >= 48 && c <= 57) || c === 46 || c === 45 || c === 43 || c === 101 || c === 69)) return false
+  }
+  return true
 }

@@ -1,0 +1,293 @@
+import { sha256 } from '@noble/hashes/sha2.js'
+import { z } from 'zod'
+import type { PartyChannel } from '../../crypto/channel.ts'
+import { SyndicateError } from '../../crypto/errors.ts'
+import { runPsi } from '../../crypto/psi/index.ts'
+import { loadCsv } from '../../learning/data/csv.ts'
+import { type Dataset, featureMatrix, subset } from '../../learning/data/dataset.ts'
+import { stratifiedSplitIndices } from '../../learning/data/split.ts'
+import type { AlgorithmRegistry } from '../../learning/joint/registry.ts'
+import type { JointContext, LocalData, ModelPart } from '../../learning/joint/types.ts'
+import { brier, logLoss } from '../../learning/metrics/probability.ts'
+import { auc, gini, ks } from '../../learning/metrics/ranking.ts'
+import { trainGbdt } from '../../learning/models/gbdt.ts'
+import { predictProba } from '../../learning/models/predict.ts'
+import type { JobSpec } from '../../protocol/jobs.ts'
+import type { DatasetRecord, DatasetRegistry } from '../services/datasets/registry.ts'
+import type { NodeStore } from '../store.ts'
+import { type Executor, type ExecutorContext, hashJson, type SpecCheck } from './executors.ts'
+
+/**
+ * `psi` and `train` jobs: the node side of joint learning.
+ *
+ * Each party loads its registered dataset (the columns its party entry names), and for vertical modes
+ * (`mpc`, `he`) the parties align rows with ECDH PSI inside the job. The label holder draws a seeded
+ * stratified 80/20 split of the aligned rows and sends the test mask (row positions only) to the others; the
+ * algorithm trains on the training rows on every party at once; the label holder scores the test rows jointly,
+ * computes the metrics, and sends them to every party, so all parties record the same result.
+ * Horizontal mode (`hfl`) trains on each party's own rows; the aggregator evaluates on the dataset named in
+ * params.evaluation (its own held-out customers).
+ */
+const TrainParams = z
+  .object({
+    testFraction: z.number().gt(0).lt(1).default(0.2),
+    seed: z.number().int().optional(),
+    /** Also train the label holder alone on its own features (plaintext GBDT), for comparison. */
+    compareAlone: z.boolean().default(false),
+    /** hfl: a dataset registered on the aggregator to evaluate on. */
+    evaluation: z.string().optional(),
+    /** Hyper-parameters passed to the algorithm. */
+    algorithm: z.record(z.string(), z.unknown()).default({}),
+  })
+  .strict()
+export type TrainParams = z.infer<typeof TrainParams>
+
+export interface TrainingDeps {
+  datasets: DatasetRegistry
+  algorithms: AlgorithmRegistry
+  store: NodeStore
+}
+
+export function labelHolderOf(spec: JobSpec): string | undefined {
+  return spec.parties.find((p) => p.roles.includes('label-holder') || p.roles.includes('aggregator'))?.name
+}
+
+export function checkTrainSpec(algorithms: AlgorithmRegistry): SpecCheck {
+  return (spec) => {
+    const params = TrainParams.safeParse(spec.params)
+    if (!params.success)
+      return `invalid training params: ${params.error.issues[0]?.path.join('.')} ${params.error.issues[0]?.message}`
+    const holders = spec.parties.filter(
+      (p) => p.roles.includes('label-holder') || p.roles.includes('aggregator'),
+    )
+    if (holders.length !== 1)
+      return 'a training job names exactly one label holder (vertical) or aggregator (horizontal)'
+    if (spec.parties.length < 2) return 'a joint training job needs at least two parties'
+    for (const p of spec.parties) if (!p.dataset) return `party ${p.name} names no dataset`
+    const registry = spec.mode === 'hfl' ? algorithms.horizontal : algorithms.vertical
+    if (spec.mode !== 'hfl' && spec.mode !== 'mpc' && spec.mode !== 'he')
+      return `mode ${spec.mode} is not a joint training mode here (mpc, he or hfl)`
+    if (!registry.has(spec.algorithm))
+      return `unknown ${spec.mode === 'hfl' ? 'horizontal' : 'vertical'} algorithm ${spec.algorithm} (known: ${[...registry.keys()].join(', ') || 'none'})`
+    return undefined
+  }
+}
+
+export function checkPsiSpec(spec: JobSpec): string | undefined {
+  if (spec.parties.length < 2) return 'PSI needs at least two parties'
+  for (const p of spec.parties) if (!p.dataset) return `party ${p.name} names no dataset`
+  return undefined
+}
+
+/** The job's shared seed: from params, else from the job id, so every party derives the same one. */
+function seedOf(spec: JobSpec, explicit?: number): number {
+  if (explicit !== undefined) return explicit
+  const h = sha256(new TextEncoder().encode(spec.id))
+  return ((h[0] << 24) | (h[1] << 16) | (h[2] << 8) | h[3]) >>> 0
+}
+
+async function loadPartyData(
+  ctx: ExecutorContext,
+  deps: TrainingDeps,
+  withLabel: boolean,
+): Promise<{ rec: DatasetRecord; ds: Dataset; features: string[] }> {
+  const me = ctx.spec.parties.find((p) => p.name === ctx.self)!
+  const rec = await deps.datasets.get(me.dataset!)
+  if (!rec)
+    throw new SyndicateError('ERR_DATASET_UNKNOWN', `dataset ${me.dataset} is not registered on ${ctx.self}`)
+  ctx.progress({ phase: 'loading data', message: rec.name })
+  const ds = loadCsv(rec.file, {
+    id: rec.idColumn,
+    label: withLabel ? rec.labelColumn : undefined,
+    delimiter: rec.delimiter,
+  })
+  if (withLabel && !ds.y)
+    throw new SyndicateError(
+      'ERR_DATASET_NO_LABEL',
+      `dataset ${rec.name} has no label column, but ${ctx.self} is the label holder`,
+    )
+  const features = me.columns ?? ds.featureNames
+  const missing = features.filter((c) => !ds.featureNames.includes(c))
+  if (missing.length)
+    throw new SyndicateError(
+      'ERR_DATASET_COLUMNS',
+      `dataset ${rec.name} on ${ctx.self} lacks column(s) ${missing.join(', ')} named in the job`,
+    )
+  return { rec, ds, features }
+}
+
+function encodeJson(v: unknown): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify(v))
+}
+function decodeJson(b: Uint8Array): unknown {
+  return JSON.parse(new TextDecoder().decode(b))
+}
+
+/** Aligns this party's rows with every other party's by PSI; returns the rows in the common order. */
+async function align(ctx: ExecutorContext, ds: Dataset, tagPrefix: string): Promise<Dataset> {
+  ctx.progress({ phase: 'aligning customers (PSI)' })
+  const { rows } = await runPsi(ctx.channel, ds.ids, { session: `${ctx.spec.id}/${tagPrefix}` })
+  if (!rows || rows.length === 0)
+    throw new SyndicateError('ERR_EMPTY_INTERSECTION', 'the parties have no customers in common')
+  return subset(ds, rows)
+}
+
+export function psiExecutor(deps: TrainingDeps): Executor {
+  return async (ctx) => {
+    const { ds } = await loadPartyData(ctx, deps, false)
+    const aligned = await align(ctx, ds, 'psi')
+    await deps.store
+      .sub('alignments')
+      .put(ctx.spec.id, {
+        dataset: ctx.spec.parties.find((p) => p.name === ctx.self)!.dataset,
+        ids: aligned.ids,
+      })
+    return {
+      metrics: { intersection: aligned.ids.length, local_rows: ds.ids.length },
+      resultHash: hashJson({ job: ctx.spec.id, intersection: aligned.ids.length }),
+    }
+  }
+}
+
+export function trainExecutor(deps: TrainingDeps): Executor {
+  return async (ctx) => {
+    const params = TrainParams.parse(ctx.spec.params)
+    const holder = labelHolderOf(ctx.spec)!
+    const isHolder = ctx.self === holder
+    const seed = seedOf(ctx.spec, params.seed)
+    const horizontal = ctx.spec.mode === 'hfl'
+    const { ds, features } = await loadPartyData(ctx, deps, isHolder || horizontal)
+    await agreeOnSchema(ctx, features, horizontal)
+    const jctx = (phase: string): JointContext => ({
+      channel: ctx.channel,
+      self: ctx.self,
+      labelHolder: holder,
+      tagPrefix: `${phase}/`,
+      params: params.algorithm,
+      seed,
+      signal: ctx.signal,
+      progress: ctx.progress,
+    })
+    let part: ModelPart
+    let metrics: Record<string, number> | undefined
+    if (horizontal) {
+      const algo = deps.algorithms.horizontal.get(ctx.spec.algorithm)!
+      const local: LocalData = { X: featureMatrix(ds, features), rows: ds.ids.length, features, y: ds.y }
+      ctx.progress({ phase: 'training', message: algo.name })
+      part = await algo.train(jctx('train'), local)
+      if (isHolder && params.evaluation) {
+        const rec = await deps.datasets.get(params.evaluation)
+        if (!rec)
+          throw new SyndicateError(
+            'ERR_DATASET_UNKNOWN',
+            `evaluation dataset ${params.evaluation} is not registered on ${ctx.self}`,
+          )
+        const ev = loadCsv(rec.file, { id: rec.idColumn, label: rec.labelColumn, delimiter: rec.delimiter })
+        const scores = algo.predict(part, { X: featureMatrix(ev, features), rows: ev.ids.length, features })
+        metrics = scoreMetrics(ev.y!, scores)
+        metrics.rows_evaluated = ev.ids.length
+      }
+    } else {
+      const algo = deps.algorithms.vertical.get(ctx.spec.algorithm)!
+      const aligned = await align(ctx, ds, 'psi')
+      const n = aligned.ids.length
+      // The label holder draws the split (it alone knows the labels) and tells the others which positions are
+      // test rows: a random, class-balanced subset, which says nothing about any single row's label.
+      let testMask: Uint8Array
+      if (isHolder) {
+        const { test } = stratifiedSplitIndices(aligned.y!, params.testFraction, seed)
+        testMask = new Uint8Array(n)
+        for (const i of test) testMask[i] = 1
+        await Promise.all(
+          ctx.channel.parties
+            .filter((p) => p !== ctx.self)
+            .map((p) => ctx.channel.send(p, 'split/test-mask', testMask)),
+        )
+      } else {
+        testMask = await ctx.channel.recv(holder, 'split/test-mask')
+        if (testMask.length !== n)
+          throw new SyndicateError(
+            'ERR_PROTOCOL_VIOLATION',
+            `the test mask covers ${testMask.length} rows, not ${n}`,
+          )
+      }
+      const trainIdx: number[] = []
+      const testIdx: number[] = []
+      for (let i = 0; i < n; i++) (testMask[i] ? testIdx : trainIdx).push(i)
+      const train = subset(aligned, trainIdx)
+      const test = subset(aligned, testIdx)
+      const toLocal = (d: Dataset): LocalData => ({
+        X: featureMatrix(d, features),
+        rows: d.ids.length,
+        features,
+        ...(isHolder ? { y: d.y } : {}),
+      })
+      ctx.progress({ phase: 'training', message: algo.name })
+      part = await algo.train(jctx('train'), toLocal(train))
+      ctx.progress({ phase: 'evaluating' })
+      const scores = await algo.predict(jctx('eval'), part, toLocal(test))
+      if (isHolder) {
+        metrics = scoreMetrics(test.y!, scores!)
+        metrics.rows_aligned = n
+        metrics.rows_train = train.ids.length
+        metrics.rows_test = test.ids.length
+        if (params.compareAlone) {
+          ctx.progress({ phase: 'label holder alone (plaintext baseline)' })
+          const alone = trainGbdt(featureMatrix(train, features), train.y!, features, { seed })
+          metrics.auc_label_holder_alone = auc(
+            test.y!,
+            predictProba(alone, featureMatrix(test, features), test.ids.length),
+          )
+        }
+      }
+    }
+    // Every party records the same metrics: the label holder (or aggregator) shares them.
+    if (isHolder) {
+      await Promise.all(
+        ctx.channel.parties
+          .filter((p) => p !== ctx.self)
+          .map((p) => ctx.channel.send(p, 'result/metrics', encodeJson(metrics ?? {}))),
+      )
+    } else {
+      metrics = MetricsSchema.parse(decodeJson(await ctx.channel.recv(holder, 'result/metrics')))
+    }
+    const modelHash = hashJson(part)
+    await deps.store
+      .sub('model-parts')
+      .put(ctx.spec.id, { algorithm: ctx.spec.algorithm, part, createdAt: new Date().toISOString() })
+    return {
+      metrics: metrics ?? {},
+      modelHash,
+      resultHash: hashJson({ job: ctx.spec.id, algorithm: ctx.spec.algorithm, metrics: metrics ?? {} }),
+      summary: { algorithm: ctx.spec.algorithm, features: part.features.length },
+    }
+  }
+}
+
+const MetricsSchema = z.record(z.string().max(64), z.number())
+
+function scoreMetrics(y: Uint8Array, p: Float64Array): Record<string, number> {
+  return { auc: auc(y, p), ks: ks(y, p), gini: gini(y, p), log_loss: logLoss(y, p), brier: brier(y, p) }
+}
+
+/**
+ * Before any data-dependent step: horizontal parties must hold the same columns; vertical parties must not
+ * repeat each other's column names (a sign that two parties registered the same slice).
+ */
+async function agreeOnSchema(ctx: ExecutorContext, features: string[], horizontal: boolean): Promise<void> {
+  const ch: PartyChannel = ctx.channel
+  const others = ch.parties.filter((p) => p !== ctx.self)
+  const mine = horizontal ? hashJson(features) : ''
+  await Promise.all(
+    others.map((p) => ch.send(p, 'schema', encodeJson({ features: horizontal ? mine : features.length }))),
+  )
+  for (const p of others) {
+    const theirs = decodeJson(await ch.recv(p, 'schema')) as { features: string | number }
+    if (horizontal && theirs.features !== mine) {
+      throw new SyndicateError(
+        'ERR_SCHEMA_MISMATCH',
+        `the feature columns of ${p} differ from those of ${ctx.self}; horizontal training needs identical schemas`,
+      )
+    }
+  }
+}

@@ -1,0 +1,86 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { type SimConsortium, startConsortium } from '../../sim/consortium.ts'
+import { dataFile } from '../helpers/data.ts'
+import { api, waitForJob } from '../helpers/jobs.ts'
+
+let sim: SimConsortium
+const scratch = mkdtempSync(join(tmpdir(), 'syndicate-psi-'))
+const node = (i: number) => sim.nodes[i].node
+const token = (i: number) => sim.nodes[i].token
+
+beforeAll(async () => {
+  sim = await startConsortium({ names: ['bank-a', 'lender-b'] })
+  for (let i = 0; i < 2; i++)
+    expect(
+      (await api(node(i), token(i), 'PUT', '/v1/policy', { approval: 'auto', datasets: { '*': {} } })).status,
+    ).toBe(200)
+  // lender-b knows only every third customer of bank-a, plus 500 of its own.
+  const lines = ['id,x0,x1']
+  for (let i = 3; i <= 30000; i += 3) lines.push(`${i},${(i % 7) / 7},${(i % 11) / 11}`)
+  for (let i = 0; i < 500; i++) lines.push(`other-${i},0.5,0.5`)
+  writeFileSync(join(scratch, 'partner.csv'), `${lines.join('\n')}\n`)
+  writeFileSync(join(scratch, 'disjoint.csv'), 'id,x0\nzz-1,1\nzz-2,2\n')
+  const reg = async (i: number, name: string, file: string, label?: string) => {
+    const r = await api(node(i), token(i), 'POST', '/v1/datasets', {
+      name,
+      file,
+      id: 'id',
+      ...(label ? { label } : {}),
+    })
+    expect(r.status, JSON.stringify(r.body)).toBe(201)
+  }
+  await reg(0, 'guest', dataFile('default_credit_hetero_guest.csv'), 'y')
+  await reg(1, 'partner', join(scratch, 'partner.csv'))
+  await reg(1, 'disjoint', join(scratch, 'disjoint.csv'))
+})
+afterAll(async () => {
+  await sim?.stop()
+  rmSync(scratch, { recursive: true, force: true })
+})
+
+function psiJob(partnerDataset: string, extra: Record<string, unknown> = {}) {
+  return {
+    kind: 'psi',
+    parties: [
+      { name: 'bank-a', roles: ['label-holder'], dataset: 'guest' },
+      { name: 'lender-b', roles: ['feature-holder'], dataset: partnerDataset, ...extra },
+    ],
+    outputs: [{ what: 'intersection-size', to: ['bank-a', 'lender-b'] }],
+  }
+}
+
+describe('PSI as a job between two real nodes', () => {
+  it('aligns the customers both hold; both parties record the same intersection size', async () => {
+    const r = await api(node(0), token(0), 'POST', '/v1/jobs', psiJob('partner'))
+    expect(r.status, JSON.stringify(r.body)).toBe(201)
+    const id = (r.body.spec as { id: string }).id
+    const views = await Promise.all([0, 1].map((i) => waitForJob(node(i), id, ['succeeded'], 60_000)))
+    expect(views.map((v) => v.result?.metrics.intersection)).toEqual([10000, 10000])
+    expect(views[0].result?.resultHash).toBe(views[1].result?.resultHash)
+    // Both sides hold the same ids in the same order.
+    const a = (await node(0).store.sub<{ ids: string[] }>('alignments').get(id))!.ids
+    const b = (await node(1).store.sub<{ ids: string[] }>('alignments').get(id))!.ids
+    expect(a).toEqual(b)
+    expect(a.every((x) => Number(x) % 3 === 0)).toBe(true)
+  })
+
+  it('an empty intersection fails the job with the reason on both sides', async () => {
+    const r = await api(node(0), token(0), 'POST', '/v1/jobs', psiJob('disjoint'))
+    const id = (r.body.spec as { id: string }).id
+    const views = await Promise.all([0, 1].map((i) => waitForJob(node(i), id, ['failed'], 60_000)))
+    expect(views.some((v) => /no customers in common/.test(v.reason ?? ''))).toBe(true)
+  })
+
+  it('a dataset missing a column the spec names fails the job, naming the column', async () => {
+    const r = await api(node(0), token(0), 'POST', '/v1/jobs', psiJob('partner', { columns: ['x0', 'x9'] }))
+    const id = (r.body.spec as { id: string }).id
+    const views = await Promise.all([0, 1].map((i) => waitForJob(node(i), id, ['failed'], 60_000)))
+    expect(views.some((v) => /lacks column\(s\) x9/.test(v.reason ?? ''))).toBe(true)
+    // The node keeps working: a later job still succeeds.
+    const ok = await api(node(1), token(1), 'POST', '/v1/jobs', psiJob('partner'))
+    await waitForJob(node(0), (ok.body.spec as { id: string }).id, ['succeeded'], 60_000)
+  })
+})
