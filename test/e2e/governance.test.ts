@@ -10,7 +10,7 @@ const token = (i: number) => sim.nodes[i].token
 const PARTIES = ['bank-a', 'lender-b', 'insurer-c'].map((name) => ({ name, roles: ['observer'] }))
 
 async function exportAll() {
-  const bundles = []
+  const bundles: Array<{ entries: unknown[] }> = []
   for (let i = 0; i < 3; i++) {
     await node(i).governance.checkpointNow()
   }
@@ -22,7 +22,7 @@ async function exportAll() {
       headers: { authorization: `Bearer ${t.body.token}` },
     })
     expect(r.status).toBe(200)
-    bundles.push(await r.json())
+    bundles.push((await r.json()) as { entries: unknown[] })
   }
   return bundles
 }
