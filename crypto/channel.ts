@@ -47,6 +47,7 @@ export class Mailbox {
     { resolve: (m: Uint8Array) => void; reject: (e: Error) => void }
   >()
   private closedWith: Error | undefined
+  private readonly ended = new Map<string, Error>()
 
   deliver(from: string, tag: string, payload: Uint8Array): void {
     if (this.closedWith) return
@@ -68,7 +69,25 @@ export class Mailbox {
       this.ready.delete(key)
       return Promise.resolve(msg)
     }
+    const ended = this.ended.get(from)
+    if (ended) return Promise.reject(ended)
     return new Promise((resolve, reject) => this.waiting.set(key, { resolve, reject }))
+  }
+
+  /**
+   * `from` will send nothing more: its pending and future receives fail with `reason` (messages it already
+   * delivered can still be taken).
+   */
+  endSender(from: string, reason: Error): void {
+    if (this.closedWith || this.ended.has(from)) return
+    this.ended.set(from, reason)
+    const prefix = mailboxKey(from, '')
+    for (const [key, w] of this.waiting) {
+      if (key.startsWith(prefix)) {
+        this.waiting.delete(key)
+        w.reject(reason)
+      }
+    }
   }
 
   close(reason: Error): void {

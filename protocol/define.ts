@@ -124,7 +124,11 @@ export async function handleProtocol<Req extends z.ZodType, Res extends z.ZodTyp
         stream.abort(e as Error)
       }
     },
-    { runOnLimitedConnection: false, maxInboundStreams: spec.maxStreams, maxOutboundStreams: spec.maxStreams },
+    {
+      runOnLimitedConnection: false,
+      maxInboundStreams: spec.maxStreams,
+      maxOutboundStreams: spec.maxStreams,
+    },
   )
 }
 

@@ -5,6 +5,7 @@ import { z } from 'zod'
 import {
   type ChannelStats,
   channelClosedError,
+  ERR_CHANNEL_CLOSED,
   ERR_UNKNOWN_PARTY,
   emptyStats,
   Mailbox,
@@ -72,6 +73,19 @@ export class SessionService {
     await this.libp2p.handle(SESSION_PROTOCOL, (stream, conn) => this.onInbound(stream, conn), {
       maxInboundStreams: 512,
       maxOutboundStreams: 512,
+    })
+    // A party whose connection is gone cannot continue any session: fail them now rather than at a deadline.
+    this.libp2p.addEventListener('peer:disconnect', (evt) => {
+      const peer = evt.detail.toString()
+      for (const s of [...this.sessions.values()]) {
+        const name = [...s.parties].find(([, id]) => id === peer)?.[0]
+        if (name && name !== s.self) {
+          this.close(
+            s,
+            new ProtocolError(ProtocolErrorCode.STREAM_CLOSED, `party ${name} disconnected`, { party: name }),
+          )
+        }
+      }
     })
   }
 
@@ -210,6 +224,11 @@ export class SessionService {
         body.set(f.subarray(2 + tagLen))
         session.mailbox.deliver(from, tag, body)
       }
+      // The sender closed its end: it has nothing more to say in this session.
+      session.mailbox.endSender(
+        from,
+        new SyndicateError(ERR_CHANNEL_CLOSED, `party ${from} left session ${session.id}`, { party: from }),
+      )
     } catch (e) {
       const err = e as Error & { code?: string }
       this.deps.log.warn(
@@ -249,13 +268,10 @@ export class SessionService {
     if (this.sessions.get(s.id) !== s) return
     this.sessions.delete(s.id)
     s.mailbox.close(channelClosedError(s.self, reason))
+    // Outbound streams end cleanly even on failure: the peers learn why from the job protocol, which names
+    // the party at fault, rather than from a reset that would make this party look like the one that dropped.
     for (const { stream } of s.outbound.values()) {
-      stream
-        .then(async (st) => {
-          if (reason) st.abort(reason)
-          else await st.close()
-        })
-        .catch(() => undefined)
+      stream.then((st) => st.close()).catch(() => undefined)
     }
   }
 

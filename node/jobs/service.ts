@@ -471,17 +471,22 @@ export class JobService {
   // ---- running ---------------------------------------------------------------------------------------------
 
   private async run(id: string): Promise<void> {
+    // Registered before the first await, so a cancel, deadline or shutdown arriving while the run starts
+    // still reaches it.
     const ctl = new AbortController()
+    this.running.set(id, ctl)
     const job = await this.withJob(id, async () => {
       const j = await this.mustGet(id)
-      if (j.state !== 'committed' || this.stopped) return undefined
+      if (j.state !== 'committed' || this.stopped || ctl.signal.aborted) return undefined
       this.transition(j, 'running')
       await this.save(j)
       await this.record(j, 'job.start', { specHash: j.specHash })
-      this.running.set(id, ctl)
       return j
     })
-    if (!job) return
+    if (!job) {
+      this.running.delete(id)
+      return
+    }
     const parties = Object.fromEntries(job.spec.parties.map((p) => [p.name, p.peerId]))
     const self = job.spec.parties.find((p) => p.peerId === this.self)!.name
     let channel: ReturnType<SessionService['open']> | undefined
@@ -491,7 +496,8 @@ export class JobService {
       channel = this.d.sessions.open(`job:${id}`, self, parties)
       const ch = channel
       ctl.signal.addEventListener('abort', () => ch.close(ctl.signal.reason as Error), { once: true })
-      result = await this.d.executors.get(job.spec.kind)({
+      const t0 = performance.now()
+      const r = await this.d.executors.get(job.spec.kind)({
         spec: job.spec,
         self,
         channel,
@@ -499,6 +505,18 @@ export class JobService {
         progress: (p) => this.progress.set(id, p),
         log: this.d.log.child({ job: id }),
       })
+      // What this party sent and received, and how long it ran: for reports, never part of the result hash.
+      const traffic = channel.stats()
+      result = {
+        ...r,
+        summary: {
+          ...r.summary,
+          seconds: (performance.now() - t0) / 1000,
+          bytesSent: traffic.bytesSent,
+          bytesReceived: traffic.bytesReceived,
+          messagesSent: traffic.messagesSent,
+        },
+      }
     } catch (e) {
       error = ctl.signal.aborted ? (ctl.signal.reason as Error) : (e as Error)
     } finally {

@@ -136,12 +136,10 @@ export function psiExecutor(deps: TrainingDeps): Executor {
   return async (ctx) => {
     const { ds } = await loadPartyData(ctx, deps, false)
     const aligned = await align(ctx, ds, 'psi')
-    await deps.store
-      .sub('alignments')
-      .put(ctx.spec.id, {
-        dataset: ctx.spec.parties.find((p) => p.name === ctx.self)!.dataset,
-        ids: aligned.ids,
-      })
+    await deps.store.sub('alignments').put(ctx.spec.id, {
+      dataset: ctx.spec.parties.find((p) => p.name === ctx.self)!.dataset,
+      ids: aligned.ids,
+    })
     return {
       metrics: { intersection: aligned.ids.length, local_rows: ds.ids.length },
       resultHash: hashJson({ job: ctx.spec.id, intersection: aligned.ids.length }),
