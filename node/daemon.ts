@@ -23,6 +23,7 @@ import { createLogger } from './logger.ts'
 import { Membership } from './membership.ts'
 import { auditRouteDocs } from './services/audit/routes.ts'
 import { DatasetRegistry, datasetRoutes } from './services/datasets/registry.ts'
+import { PrivacyBudgets } from './services/privacy/budgets.ts'
 import { type NodeStore, openStore } from './store.ts'
 import { ROLES, TokenVerifier } from './tokens.ts'
 import { SOFTWARE_VERSION } from './version.ts'
@@ -148,11 +149,13 @@ export async function startNode(opts: StartOptions): Promise<RunningNode> {
       await recorder.append('dataset.register', { datasetId: rec.name, schemaHash: rec.schemaHash }, {})
     })
     const algorithms = opts.algorithms ?? defaultAlgorithms()
-    const training = { datasets, algorithms, store }
+    const privacy = new PrivacyBudgets(store, recorder)
+    await privacy.load()
+    const training = { datasets, algorithms, store, privacy, self: identity.peerId.toString() }
     const executors = new ExecutorRegistry()
       .register('noop', noopExecutor)
       .register('psi', psiExecutor(training), checkPsiSpec)
-      .register('train', trainExecutor(training), checkTrainSpec(algorithms))
+      .register('train', trainExecutor(training), checkTrainSpec(training))
       .register(
         'membership',
         membershipExecutor({
@@ -165,6 +168,7 @@ export async function startNode(opts: StartOptions): Promise<RunningNode> {
     const filePolicy = loadPolicyFile(opts.dir)
     const storedPolicy = await store.sub<Policy>('policy').get('current')
     let policy: Policy = storedPolicy ? parsePolicy(storedPolicy, 'in the store') : filePolicy
+    await privacy.setBudgets(budgetsOf(policy))
     const jobs = new JobService({
       host,
       membership,
@@ -302,6 +306,7 @@ export async function startNode(opts: StartOptions): Promise<RunningNode> {
       async (p) => {
         await store.sub<Policy>('policy').put('current', p)
         policy = p
+        await privacy.setBudgets(budgetsOf(p))
         log.info('job policy replaced through the API')
       },
     )
@@ -413,4 +418,10 @@ async function syncMembership(host: Host, membership: Membership, peer: PeerId, 
   } catch (e) {
     log.debug({ peer: peer.toString(), err: (e as Error).message }, 'membership sync with peer failed')
   }
+}
+
+function budgetsOf(policy: Policy): Record<string, { epsilon: number; delta: number }> {
+  const out: Record<string, { epsilon: number; delta: number }> = {}
+  for (const [name, ds] of Object.entries(policy.datasets)) if (ds.privacyBudget) out[name] = ds.privacyBudget
+  return out
 }

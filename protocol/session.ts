@@ -26,6 +26,12 @@ import { readFrames, writeFrame } from './framing.ts'
  */
 export const SESSION_PROTOCOL = '/syndicate/session/1.0.0'
 
+/**
+ * A session stream may stay silent while a party computes (a tree's histograms, a batch of triples); the job's
+ * deadline, not the stream, bounds how long a party may take.
+ */
+const SESSION_IDLE_MS = 24 * 3600_000
+
 const HelloSchema = z.object({
   v: z.literal(1),
   session: z.string().min(1).max(200),
@@ -52,6 +58,9 @@ interface OpenSession {
 export class SessionService {
   private readonly sessions = new Map<string, OpenSession>()
   private readonly waiters = new Map<string, Array<() => void>>()
+  private readonly taps = new Set<
+    (m: { session: string; from: string; to: string; tag: string; payload: Uint8Array }) => void
+  >()
   private readonly maxMessageBytes: number
   private readonly openWaitMs: number
 
@@ -159,6 +168,7 @@ export class SessionService {
       await writeFrame(stream, message)
       s.stats.bytesSent += message.byteLength + 4
       s.stats.messagesSent++
+      for (const tap of this.taps) tap({ session: s.id, from: s.self, to, tag, payload })
     })
     // The chain keeps going after a failure so later sends report their own error instead of hanging.
     entry.tail = write.catch(() => undefined)
@@ -181,11 +191,13 @@ export class SessionService {
       signal: AbortSignal.timeout(30_000),
       negotiateFully: false,
     })
+    stream.inactivityTimeout = SESSION_IDLE_MS
     await writeFrame(stream, encodeMessage({ v: 1, session: s.id, from: s.self }))
     return stream
   }
 
   private async onInbound(stream: Stream, conn: Connection): Promise<void> {
+    stream.inactivityTimeout = SESSION_IDLE_MS
     const remote = conn.remotePeer.toString()
     if (!this.deps.admit(conn.remotePeer)) {
       this.deps.log.warn(
@@ -273,6 +285,17 @@ export class SessionService {
     for (const { stream } of s.outbound.values()) {
       stream.then((st) => st.close()).catch(() => undefined)
     }
+  }
+
+  /**
+   * Sees every message this node sends in any session (what leaves the process, before transport
+   * encryption): for privacy audits that check no raw value leaves, and for traffic accounting.
+   */
+  tap(
+    fn: (m: { session: string; from: string; to: string; tag: string; payload: Uint8Array }) => void,
+  ): () => void {
+    this.taps.add(fn)
+    return () => this.taps.delete(fn)
   }
 
   /** Ids of open sessions (for status pages and tests). */

@@ -8,7 +8,8 @@ export function registerSimCommands(program: Command): void {
     .command('demo')
     .description('the main job: a three-institution consortium on loopback (what `npm start` runs)')
     .option('--log-level <level>', 'node log level', 'warn')
-    .action((o: { logLevel: string }) => demoCommand(o))
+    .option('--no-train', 'only form the consortium, run no jobs')
+    .action((o: { logLevel: string; train: boolean }) => demoCommand(o))
 
   const sim = program.command('sim').description('simulate a consortium on this machine')
   sim

@@ -1,4 +1,7 @@
+import { fedAvgLogisticRegression, fedAvgMlp } from './horizontal/index.ts'
+import { federatedGbdt, secureBoost } from './trees/index.ts'
 import type { HorizontalAlgorithm, VerticalAlgorithm } from './types.ts'
+import { heLogisticRegression, splitNeuralNet, ssLogisticRegression } from './vertical/index.ts'
 
 /** The joint algorithms a node can run, by the `algorithm` name a job spec uses. */
 export interface AlgorithmRegistry {
@@ -18,5 +21,8 @@ export function createAlgorithmRegistry(
 
 /** Every joint algorithm this software ships. */
 export function defaultAlgorithms(): AlgorithmRegistry {
-  return createAlgorithmRegistry()
+  return createAlgorithmRegistry(
+    [secureBoost, ssLogisticRegression, heLogisticRegression, splitNeuralNet],
+    [fedAvgLogisticRegression, fedAvgMlp, federatedGbdt],
+  )
 }

@@ -21,6 +21,8 @@ export const DatasetPolicySchema = z.strictObject({
   partners: z.union([z.literal('*'), z.array(Name)]).default('*'),
   kinds: z.array(Kind).optional(),
   modes: z.array(Mode).optional(),
+  /** Total differential-privacy budget of this dataset across all DP jobs (basic composition). */
+  privacyBudget: z.strictObject({ epsilon: z.number().positive(), delta: z.number().gt(0).lt(1) }).optional(),
 })
 
 export const PolicySchema = z.strictObject({

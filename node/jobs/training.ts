@@ -14,6 +14,7 @@ import { trainGbdt } from '../../learning/models/gbdt.ts'
 import { predictProba } from '../../learning/models/predict.ts'
 import type { JobSpec } from '../../protocol/jobs.ts'
 import type { DatasetRecord, DatasetRegistry } from '../services/datasets/registry.ts'
+import type { PrivacyBudgets } from '../services/privacy/budgets.ts'
 import type { NodeStore } from '../store.ts'
 import { type Executor, type ExecutorContext, hashJson, type SpecCheck } from './executors.ts'
 
@@ -46,13 +47,16 @@ export interface TrainingDeps {
   datasets: DatasetRegistry
   algorithms: AlgorithmRegistry
   store: NodeStore
+  privacy: PrivacyBudgets
+  self: string
 }
 
 export function labelHolderOf(spec: JobSpec): string | undefined {
   return spec.parties.find((p) => p.roles.includes('label-holder') || p.roles.includes('aggregator'))?.name
 }
 
-export function checkTrainSpec(algorithms: AlgorithmRegistry): SpecCheck {
+export function checkTrainSpec(deps: Pick<TrainingDeps, 'algorithms' | 'privacy' | 'self'>): SpecCheck {
+  const { algorithms } = deps
   return (spec) => {
     const params = TrainParams.safeParse(spec.params)
     if (!params.success)
@@ -67,6 +71,8 @@ export function checkTrainSpec(algorithms: AlgorithmRegistry): SpecCheck {
     const registry = spec.mode === 'hfl' ? algorithms.horizontal : algorithms.vertical
     if (spec.mode !== 'hfl' && spec.mode !== 'mpc' && spec.mode !== 'he')
       return `mode ${spec.mode} is not a joint training mode here (mpc, he or hfl)`
+    const overspend = deps.privacy.check(spec, deps.self)
+    if (overspend) return overspend
     if (!registry.has(spec.algorithm))
       return `unknown ${spec.mode === 'hfl' ? 'horizontal' : 'vertical'} algorithm ${spec.algorithm} (known: ${[...registry.keys()].join(', ') || 'none'})`
     return undefined
@@ -212,6 +218,8 @@ export function trainExecutor(deps: TrainingDeps): Executor {
       const trainIdx: number[] = []
       const testIdx: number[] = []
       for (let i = 0; i < n; i++) (testMask[i] ? testIdx : trainIdx).push(i)
+      // Each party keeps its own aligned ids and the split, so the run can be audited and reproduced locally.
+      await deps.store.sub('alignments').put(ctx.spec.id, { ids: aligned.ids, test: testIdx })
       const train = subset(aligned, trainIdx)
       const test = subset(aligned, testIdx)
       const toLocal = (d: Dataset): LocalData => ({
@@ -248,6 +256,11 @@ export function trainExecutor(deps: TrainingDeps): Executor {
       )
     } else {
       metrics = MetricsSchema.parse(decodeJson(await ctx.channel.recv(holder, 'result/metrics')))
+    }
+    const dp = (part.params as { dp?: { epsilon?: number; delta?: number } } | undefined)?.dp
+    if (dp?.epsilon !== undefined && dp.delta !== undefined) {
+      const dataset = ctx.spec.parties.find((p) => p.name === ctx.self)!.dataset!
+      await deps.privacy.record(ctx.spec.id, dataset, { epsilon: dp.epsilon, delta: dp.delta })
     }
     const modelHash = hashJson(part)
     await deps.store
