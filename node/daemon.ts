@@ -24,6 +24,7 @@ import { Membership } from './membership.ts'
 import { auditRouteDocs } from './services/audit/routes.ts'
 import { DatasetRegistry, datasetRoutes } from './services/datasets/registry.ts'
 import { PrivacyBudgets } from './services/privacy/budgets.ts'
+import { FederatedScoring } from './services/scoring/federated.ts'
 import { type NodeStore, openStore } from './store.ts'
 import { ROLES, TokenVerifier } from './tokens.ts'
 import { SOFTWARE_VERSION } from './version.ts'
@@ -51,6 +52,7 @@ export interface RunningNode {
   sessions: SessionService
   jobs: JobService
   governance: Governance
+  federated: FederatedScoring
   executors: ExecutorRegistry
   datasets: DatasetRegistry
   api: ApiBuilder
@@ -311,6 +313,19 @@ export async function startNode(opts: StartOptions): Promise<RunningNode> {
       },
     )
     api.mount('/v1/policy', 'operator', policyApi.app, policyApi.docs)
+    const federated = new FederatedScoring({
+      host,
+      membership,
+      sessions,
+      jobs,
+      datasets,
+      algorithms,
+      store,
+      log,
+    })
+    await federated.start()
+    const federatedApi = federated.routes()
+    api.mount('/v1/federated', 'operator', federatedApi.app, federatedApi.docs)
     api.mount(
       '/v1/audit',
       'governance',
@@ -357,6 +372,7 @@ export async function startNode(opts: StartOptions): Promise<RunningNode> {
       sessions,
       jobs,
       governance,
+      federated,
       executors,
       datasets,
       api,
