@@ -43,7 +43,8 @@ export async function runDemo(
     ] as const) {
       out.write(`▶ ${title}\n`)
       const report = await runJob(sim, 'bank-a', draft, (v) => show(title, v))
-      out.write(`  ${report.state}${report.reason ? `: ${report.reason}` : ''}\n`)
+      const tty = (out as NodeJS.WriteStream).isTTY === true
+      out.write(`${tty ? '\n' : ''}  → ${report.state}${report.reason ? `: ${report.reason}` : ''}\n`)
       reports.push({ title, report })
     }
     out.write(`\n${formatReports(reports)}\n`)
@@ -58,13 +59,24 @@ export async function runDemo(
   return { sim, reports }
 }
 
+/**
+ * One line per phase, updated in place on a terminal; elsewhere a new line per phase and per tenth of its
+ * rounds, so a log of the run stays readable.
+ */
 function progressPrinter(out: NodeJS.WritableStream) {
-  return (title: string, v: JobView) => {
+  const tty = (out as NodeJS.WriteStream).isTTY === true
+  let lastPhase = ''
+  let lastTenth = -1
+  return (_title: string, v: JobView) => {
     const p = v.progress
+    const phase = `${v.state} ${p?.phase ?? ''}`
+    const tenth = p?.total ? Math.floor((10 * (p.done ?? 0)) / p.total) : -1
     const round = p?.total ? ` ${p.done ?? 0}/${p.total}` : ''
-    out.write(
-      `  ${v.state.padEnd(17)} ${p ? `${p.phase}${round}${p.message ? ` (${p.message})` : ''}` : ''}\n`,
-    )
+    const line = `  ${v.state.padEnd(10)} ${p ? `${p.phase}${round}${p.message ? ` (${p.message})` : ''}` : ''}`
+    if (tty) out.write(`${phase === lastPhase ? '\r\x1b[K' : '\n'}${line}`)
+    else if (phase !== lastPhase || tenth !== lastTenth) out.write(`${line}\n`)
+    lastPhase = phase
+    lastTenth = tenth
   }
 }
 
