@@ -119,6 +119,10 @@ describe('ModelRegistry', () => {
       registry.register({ id: 'x', model: randomLr(features, createRng(4)), cutoff: 2 }),
       'ERR_MODEL_CUTOFF',
     )
+    await expectCode(
+      registry.register({ id: 'x', model: randomLr(features, createRng(4)), referenceRow: [0, 1] }),
+      'ERR_MODEL_SCHEMA_INVALID',
+    )
     expect(await registry.list()).toEqual([])
   })
 

@@ -1,8 +1,8 @@
 import { Hono } from 'hono'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { featureMatrix } from '../../../learning/data/dataset.ts'
+import { createExplainer } from '../../../learning/explain/reasons.ts'
 import { predictProba } from '../../../learning/models/predict.ts'
-import type { LogisticRegressionModel } from '../../../learning/models/types.ts'
 import { exportOnnx } from '../../../learning/onnx/export.ts'
 import type { ModelRegistry } from '../../../node/services/models/registry.ts'
 import { modelRoutes } from '../../../node/services/models/routes.ts'
@@ -14,8 +14,10 @@ const test = loadFate('default_credit_homo_test.csv')
 const features = test.featureNames
 const n = test.ids.length
 const X = featureMatrix(test, features)
-const lr = randomLr(features, createRng(1), false)
+const lr = randomLr(features, createRng(1))
 const gbdt = randomGbdt(test, createRng(2), 30, 4)
+/** No imputation: null / empty cells are invalid for this one. */
+const plain = randomLr(features, createRng(3), false)
 
 let registry: ModelRegistry
 let scorer: Scorer
@@ -33,6 +35,8 @@ beforeAll(async () => {
   await registry.setState('lr', 1, 'live')
   await registry.register({ id: 'gbdt', model: gbdt })
   await registry.setState('gbdt', 1, 'live')
+  await registry.register({ id: 'plain', model: plain })
+  await registry.setState('plain', 1, 'live')
 })
 
 afterAll(async () => {
@@ -50,14 +54,8 @@ const post = (path: string, body: unknown, type = 'application/json') =>
 const rowObject = (i: number): Record<string, number> =>
   Object.fromEntries(features.map((f, j) => [f, X[i * features.length + j]]))
 
-/** Expected reason codes for the (unpreprocessed) LR: the top 3 positive w_j·x_j. */
-function lrReasons(m: LogisticRegressionModel, i: number) {
-  return features
-    .map((f, j) => ({ feature: f, contribution: m.weights[j] * X[i * features.length + j] }))
-    .filter((r) => r.contribution > 0)
-    .sort((a, b) => b.contribution - a.contribution)
-    .slice(0, 3)
-}
+/** The documented LR reference: the standardisation mean, so contribution_j = w_j·z_j. */
+const lrExplain = createExplainer(lr, { X: Float64Array.from(lr.preprocessing.standardize!.mean), rows: 1 })
 
 describe('scoring routes', () => {
   it('scores one row: probability, decision at the model cutoff, LR reason codes', async () => {
@@ -76,11 +74,16 @@ describe('scoring routes', () => {
       expect(body.version).toBe(1)
       expect(Math.abs(body.probability - ref[i])).toBeLessThan(1e-5)
       expect(body.decision).toBe(body.probability >= 0.4 ? 1 : 0)
-      const want = lrReasons(lr, i)
+      const x = X.subarray(i * features.length, (i + 1) * features.length)
+      const want = lrExplain(Float32Array.from(x), { top: 4 }).reasons
+      expect(body.reasons).toHaveLength(4)
       expect(body.reasons.map((r) => r.feature)).toEqual(want.map((r) => r.feature))
-      body.reasons.forEach((r, k) => {
-        expect(r.contribution).toBeCloseTo(want[k].contribution, 5)
-      })
+      // LR from the training mean: each contribution is w_j·(x_j − mean_j)/scale_j.
+      for (const r of body.reasons) {
+        const j = features.indexOf(r.feature)
+        const { mean, scale } = lr.preprocessing.standardize!
+        expect(r.contribution).toBeCloseTo((lr.weights[j] * (x[j] - mean[j])) / scale[j], 5)
+      }
     }
   })
 
@@ -103,6 +106,52 @@ describe('scoring routes', () => {
     }
   })
 
+  it('GBDT reason codes (TreeSHAP): 4 for one row by default, none for batches unless ?reasons=N', async () => {
+    const explain = createExplainer(gbdt)
+    const one = (await (await post('/gbdt/score', { row: rowObject(5) })).json()) as { reasons: unknown[] }
+    const x = Float32Array.from(X.subarray(5 * features.length, 6 * features.length))
+    expect(one.reasons).toEqual(JSON.parse(JSON.stringify(explain(x, { top: 4 }).reasons)))
+    const rows = [0, 1, 2].map(rowObject)
+    const plain = (await (await post('/gbdt/score', { rows })).json()) as {
+      results: { reasons: unknown[] }[]
+    }
+    expect(plain.results.map((r) => r.reasons)).toEqual([[], [], []])
+    const two = (await (await post('/gbdt/score?reasons=2', { rows })).json()) as {
+      results: { reasons: unknown[] }[]
+    }
+    expect(two.results.map((r) => r.reasons.length)).toEqual([2, 2, 2])
+    const none = (await (await post('/gbdt/score?reasons=0', { row: rowObject(5) })).json()) as {
+      reasons: unknown[]
+    }
+    expect(none.reasons).toEqual([])
+    expect((await post('/gbdt/score?reasons=lots', { row: rowObject(5) })).status).toBe(400)
+  })
+
+  it('reads quoted CSV (csv-parse path) and CRLF lines like plain CSV; empty cells are missing for a GBDT', async () => {
+    const rows = [0, 1, 2].map(rowObject)
+    const quoted = [
+      features.map((f) => `"${f}"`).join(','),
+      ...rows.map((r) => features.map((f) => `"${r[f]}"`).join(',')),
+    ].join('\r\n')
+    const plainCsv = [features.join(','), ...rows.map((r) => features.map((f) => r[f]).join(','))].join(
+      '\r\n',
+    )
+    const a = (await (await post('/gbdt/score', quoted, 'text/csv')).json()) as { results: unknown[] }
+    const b = (await (await post('/gbdt/score', plainCsv, 'text/csv; charset=utf-8')).json()) as {
+      results: unknown[]
+    }
+    expect(a.results).toHaveLength(3)
+    expect(a).toEqual(b)
+    const holes = [features.join(','), features.map((f, j) => (j === 2 ? '' : rows[0][f])).join(',')].join(
+      '\n',
+    )
+    const x = Float64Array.from(features.map((f, j) => (j === 2 ? Number.NaN : rows[0][f])))
+    const c = (await (await post('/gbdt/score', holes, 'text/csv')).json()) as {
+      results: { probability: number }[]
+    }
+    expect(Math.abs(c.results[0].probability - predictProba(gbdt, x, 1)[0])).toBeLessThan(1e-5)
+  })
+
   it('a GBDT accepts null (missing) and routes it like the in-process model', async () => {
     const row: Record<string, number | null> = rowObject(3)
     row[features[0]] = null
@@ -122,7 +171,7 @@ describe('scoring routes', () => {
       { ...good, [features[3]]: null },
       { ...good, [features[4]]: 1e300 },
     ]
-    const res = await post('/lr/score', { rows })
+    const res = await post('/plain/score', { rows })
     expect(res.status).toBe(400)
     const body = (await res.json()) as {
       error: { code: string; message: string; problems: { row: number; field: string; problem: string }[] }
@@ -159,7 +208,7 @@ describe('scoring routes', () => {
         c[2] = ''
       }),
     ].join('\n')
-    const body = (await (await post('/lr/score', csv, 'text/csv')).json()) as {
+    const body = (await (await post('/plain/score', csv, 'text/csv')).json()) as {
       error: { problems: { row: number; field: string; problem: string }[] }
     }
     const got = body.error.problems.map((p) => `${p.row}:${p.field}:${p.problem.split(' ')[0]}`)
@@ -177,14 +226,14 @@ describe('scoring routes', () => {
   })
 
   it('rejects oversized batches, malformed bodies and bad CSV', async () => {
-    const big = await post('/lr/score', { rows: Array.from({ length: 6001 }, () => rowObject(0)) })
+    const big = await post('/plain/score', { rows: Array.from({ length: 6001 }, () => rowObject(0)) })
     expect(big.status).toBe(400)
     expect(((await big.json()) as { error: { code: string } }).error.code).toBe('ERR_BATCH_TOO_LARGE')
-    const bad = await post('/lr/score', '{"row": {', 'application/json')
+    const bad = await post('/plain/score', '{"row": {', 'application/json')
     expect(((await bad.json()) as { error: { code: string } }).error.code).toBe('ERR_BAD_JSON')
-    const shape = await post('/lr/score', { row: rowObject(0), rows: [] })
+    const shape = await post('/plain/score', { row: rowObject(0), rows: [] })
     expect(shape.status).toBe(400)
-    const ragged = await post('/lr/score', 'a,b\n1,2,3\n', 'text/csv')
+    const ragged = await post('/plain/score', 'a,b\n1,2,3\n', 'text/csv')
     expect(((await ragged.json()) as { error: { code: string } }).error.code).toBe('ERR_CSV')
   })
 
@@ -250,7 +299,31 @@ describe('registry routes', () => {
       metrics: { auc: 0.7 },
     })
     const list = (await (await app.request('/v1/models')).json()) as { models: { id: string }[] }
-    expect(list.models.map((m) => m.id)).toEqual(['gbdt', 'imported', 'lr', 'staged-only'])
+    expect(list.models.map((m) => m.id)).toEqual(
+      expect.arrayContaining(['gbdt', 'imported', 'lr', 'plain', 'staged-only']),
+    )
+  })
+
+  it('keeps answering while live versions switch under concurrent load; each answer matches its version', async () => {
+    await registry.register({ id: 'swap', model: lr })
+    await registry.register({ id: 'swap', model: plain })
+    await registry.setState('swap', 1, 'live')
+    const x = X.subarray(0, features.length)
+    const want = { 1: predictProba(lr, x, 1)[0], 2: predictProba(plain, x, 1)[0] }
+    const pending: (Response | Promise<Response>)[] = []
+    for (let wave = 0; wave < 4; wave++) {
+      for (let k = 0; k < 40; k++) pending.push(post('/swap/score?reasons=0', { row: rowObject(0) }))
+      const to = wave % 2 === 0 ? 2 : 1
+      const from = to === 1 ? 2 : 1
+      await registry.setState('swap', to, 'live')
+      await registry.setState('swap', from, 'staged')
+    }
+    const answers = await Promise.all(
+      pending.map(async (p) => (await p).json() as Promise<{ version: 1 | 2; probability: number }>),
+    )
+    expect(answers).toHaveLength(160)
+    for (const a of answers) expect(Math.abs(a.probability - want[a.version])).toBeLessThan(1e-5)
+    expect(new Set(answers.map((a) => a.version)).size).toBe(2)
   })
 
   it('rejects a schema that does not match the graph, bad bodies and illegal transitions', async () => {

@@ -76,6 +76,18 @@ describe('row validation: the fast path accepts exactly what the zod schema acce
     expect(problems).toHaveLength(7)
   })
 
+  it('reads a CSV cell as a number exactly when it is a decimal literal', () => {
+    const decimal = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/
+    fc.assert(
+      fc.property(fc.stringMatching(/^[0-9.eE+-]{0,8}$/), (s) => {
+        const v = csvCell(s)
+        if (decimal.test(s)) expect(v).toBe(Number(s))
+        else expect(typeof v === 'number').toBe(false)
+      }),
+      { numRuns: 2000 },
+    )
+  })
+
   it('reads CSV cells: empty = missing, numbers, non-finite spellings, text kept for a type error', () => {
     expect([' ', '1.5', '-2e3', '.5', 'NaN', '-inf', 'Infinity', 'abc', '0x10'].map(csvCell)).toEqual([
       null,
