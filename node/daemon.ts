@@ -11,7 +11,7 @@ import { SessionService } from '../protocol/session.ts'
 import { type ConfigOverrides, loadConfig, type NodeConfig } from './config.ts'
 import { Governance } from './governance.ts'
 import { createHost, type Host, MeshMaintainer } from './host.ts'
-import { ApiBuilder, parseBody } from './http/app.ts'
+import { ApiBuilder, parseBody, type RouteDoc } from './http/app.ts'
 import { loadIdentity } from './identity.ts'
 import { ExecutorRegistry, noopExecutor } from './jobs/executors.ts'
 import { checkMembershipSpec, membershipExecutor } from './jobs/membership.ts'
@@ -23,6 +23,9 @@ import { createLogger } from './logger.ts'
 import { Membership } from './membership.ts'
 import { auditRouteDocs } from './services/audit/routes.ts'
 import { DatasetRegistry, datasetRoutes } from './services/datasets/registry.ts'
+import { ModelRegistry } from './services/models/registry.ts'
+import { modelRoutes } from './services/models/routes.ts'
+import { Scorer } from './services/models/scorer.ts'
 import { PrivacyBudgets } from './services/privacy/budgets.ts'
 import { FederatedScoring } from './services/scoring/federated.ts'
 import { type NodeStore, openStore } from './store.ts'
@@ -53,6 +56,7 @@ export interface RunningNode {
   jobs: JobService
   governance: Governance
   federated: FederatedScoring
+  models: ModelRegistry
   executors: ExecutorRegistry
   datasets: DatasetRegistry
   api: ApiBuilder
@@ -151,9 +155,10 @@ export async function startNode(opts: StartOptions): Promise<RunningNode> {
       await recorder.append('dataset.register', { datasetId: rec.name, schemaHash: rec.schemaHash }, {})
     })
     const algorithms = opts.algorithms ?? defaultAlgorithms()
+    const models = new ModelRegistry(store.sub('models'))
     const privacy = new PrivacyBudgets(store, recorder)
     await privacy.load()
-    const training = { datasets, algorithms, store, privacy, self: identity.peerId.toString() }
+    const training = { datasets, algorithms, store, privacy, models, self: identity.peerId.toString() }
     const executors = new ExecutorRegistry()
       .register('noop', noopExecutor)
       .register('psi', psiExecutor(training), checkPsiSpec)
@@ -313,6 +318,9 @@ export async function startNode(opts: StartOptions): Promise<RunningNode> {
       },
     )
     api.mount('/v1/policy', 'operator', policyApi.app, policyApi.docs)
+    const scorer = new Scorer(models)
+    stops.push(() => scorer.close())
+    api.mount('/v1/models', 'operator', modelRoutes({ registry: models, scorer }), modelRouteDocs)
     const federated = new FederatedScoring({
       host,
       membership,
@@ -373,6 +381,7 @@ export async function startNode(opts: StartOptions): Promise<RunningNode> {
       jobs,
       governance,
       federated,
+      models,
       executors,
       datasets,
       api,
@@ -441,3 +450,20 @@ function budgetsOf(policy: Policy): Record<string, { epsilon: number; delta: num
   for (const [name, ds] of Object.entries(policy.datasets)) if (ds.privacyBudget) out[name] = ds.privacyBudget
   return out
 }
+
+/** The model service's routes, for the OpenAPI document (paths relative to /v1/models). */
+const modelRouteDocs: Array<Omit<RouteDoc, 'access'>> = [
+  { method: 'get', path: '/', summary: 'Registered models and their versions' },
+  {
+    method: 'post',
+    path: '/',
+    summary: 'Import an ONNX model trained elsewhere, with its declared feature schema',
+  },
+  { method: 'get', path: '/:id', summary: 'One model: versions, metadata, lineage, states' },
+  { method: 'post', path: '/:id/state', summary: 'Move a version between staged, live and retired' },
+  {
+    method: 'post',
+    path: '/:id/score',
+    summary: 'Score one row or a batch (JSON, or text/csv): probability, decision, reason codes',
+  },
+]

@@ -55,6 +55,10 @@ export async function createHost(opts: {
       // The mesh maintainer owns redials with its own backoff, without giving up on a member.
       reconnectRetries: 0,
     },
+    // Joint jobs keep a node's event loop busy for seconds at a time (homomorphic encryption, large matrix
+    // products), and a simulator runs several nodes in one process: a peer that is slow to answer a ping is
+    // busy, not gone. Dead peers still surface through TCP errors and job deadlines.
+    connectionMonitor: { pingInterval: 15_000, pingTimeout: { minTimeout: 60_000, maxTimeout: 300_000 } },
     services: { identify: identify(), ping: ping() },
   })
 }

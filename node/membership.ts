@@ -93,16 +93,14 @@ export class Membership extends EventEmitter<{
         `this node (${this.self}) is not a member of consortium ${last.body.id}`,
       )
     }
-    await this.store
-      .sub(SUBLEVEL)
-      .batch([
-        ...fresh.map((d) => ({
-          type: 'put' as const,
-          key: `v/${String(d.body.version).padStart(8, '0')}`,
-          value: d,
-        })),
-        { type: 'put' as const, key: 'current', value: last.body.version },
-      ])
+    await this.store.sub(SUBLEVEL).batch([
+      ...fresh.map((d) => ({
+        type: 'put' as const,
+        key: `v/${String(d.body.version).padStart(8, '0')}`,
+        value: d,
+      })),
+      { type: 'put' as const, key: 'current', value: last.body.version },
+    ])
     this.set(last)
     this.emit('change', last, held)
     return last

@@ -11,6 +11,7 @@ import { registerAuditCommands } from '../services/audit/cli.ts'
 import { registerConsortiumCommands } from './consortium.ts'
 import { registerDatasetCommands } from './datasets.ts'
 import { registerJobCommands } from './jobs.ts'
+import { registerModelCommands } from './models.ts'
 import { registerNodeCommands } from './node.ts'
 
 /** Builds the program; `extensions` add command groups of layers above node/ (the simulator). */
@@ -24,6 +25,7 @@ export function buildProgram(extensions: Array<(program: Command) => void> = [])
   registerJobCommands(program)
   registerDatasetCommands(program)
   registerAuditCommands(program)
+  registerModelCommands(program)
   for (const extend of extensions) extend(program)
   return program
 }

@@ -12,8 +12,10 @@ import { brier, logLoss } from '../../learning/metrics/probability.ts'
 import { auc, gini, ks } from '../../learning/metrics/ranking.ts'
 import { trainGbdt } from '../../learning/models/gbdt.ts'
 import { predictProba } from '../../learning/models/predict.ts'
+import type { Model } from '../../learning/models/types.ts'
 import type { JobSpec } from '../../protocol/jobs.ts'
 import type { DatasetRecord, DatasetRegistry } from '../services/datasets/registry.ts'
+import type { ModelRegistry } from '../services/models/registry.ts'
 import type { PrivacyBudgets } from '../services/privacy/budgets.ts'
 import type { NodeStore } from '../store.ts'
 import { type Executor, type ExecutorContext, hashJson, type SpecCheck } from './executors.ts'
@@ -48,6 +50,8 @@ export interface TrainingDeps {
   algorithms: AlgorithmRegistry
   store: NodeStore
   privacy: PrivacyBudgets
+  /** Where whole models (horizontal jobs) are registered for real-time scoring. */
+  models: ModelRegistry
   self: string
 }
 
@@ -263,6 +267,23 @@ export function trainExecutor(deps: TrainingDeps): Executor {
       await deps.privacy.record(ctx.spec.id, dataset, { epsilon: dp.epsilon, delta: dp.delta })
     }
     const modelHash = hashJson(part)
+    // A horizontal job leaves every party with the whole model: register it for real-time scoring, with its
+    // lineage (this job, the dataset schema it saw, the agreed metrics). Vertical models stay split.
+    const whole = (part.params as { model?: Model } | undefined)?.model
+    if (horizontal && whole && ['lr', 'gbdt', 'mlp'].includes(whole.kind)) {
+      const rec = await deps.datasets.get(ctx.spec.parties.find((p) => p.name === ctx.self)!.dataset!)
+      const version = await deps.models.register({
+        id: ctx.spec.algorithm,
+        model: whole,
+        lineage: {
+          trainingJobId: ctx.spec.id,
+          datasetSchemaHashes: rec ? [rec.schemaHash] : [],
+          metrics: metrics ?? {},
+        },
+        description: `trained by job ${ctx.spec.id}`,
+      })
+      ctx.progress({ phase: 'registered', message: `model ${ctx.spec.algorithm} version ${version.version}` })
+    }
     await deps.store
       .sub('model-parts')
       .put(ctx.spec.id, { algorithm: ctx.spec.algorithm, part, createdAt: new Date().toISOString() })

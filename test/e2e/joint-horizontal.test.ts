@@ -47,8 +47,17 @@ describe('horizontal training between three nodes', () => {
     })
     expect(r.metrics.auc).toBeGreaterThanOrEqual(0.725)
     expect(Math.abs(r.metrics.auc - plainAuc(plain))).toBeLessThanOrEqual(0.005)
-    // Every party records the same metrics.
     expect(r.parties.every((p) => p.bytesSent > 0)).toBe(true)
+    // Every party registered the same global model, with the job as its lineage, ready for real-time scoring.
+    for (const n of sim.nodes) {
+      const m = await call<{ versions: Array<{ lineage?: { trainingJobId?: string } }> }>(
+        n.node,
+        n.token,
+        'GET',
+        '/v1/models/fedavg-lr',
+      )
+      expect(m.versions.some((v) => v.lineage?.trainingJobId === r.id)).toBe(true)
+    }
   })
 
   it('FedAvg-MLP with secure aggregation: AUC >= 0.765 and within 0.005 of the pooled MLP', async () => {
