@@ -53,6 +53,15 @@ function psiJob(partnerDataset: string, extra: Record<string, unknown> = {}) {
 }
 
 describe('PSI as a job between two real nodes', () => {
+  it('a bad dataset file is refused at registration with the row and column, and nothing is stored', async () => {
+    writeFileSync(join(scratch, 'dup.csv'), 'id,x0\n1,0.5\n2,abc\n')
+    const r = await api(node(1), token(1), 'POST', '/v1/datasets', { name: 'dup', file: join(scratch, 'dup.csv'), id: 'id' })
+    expect(r.status).toBe(400)
+    expect(r.body.error?.message).toMatch(/line 3/)
+    expect(r.body.error?.message).toMatch(/x0/)
+    expect((await api(node(1), token(1), 'GET', '/v1/datasets/dup')).status).toBe(404)
+  })
+
   it('aligns the customers both hold; both parties record the same intersection size', async () => {
     const r = await api(node(0), token(0), 'POST', '/v1/jobs', psiJob('partner'))
     expect(r.status, JSON.stringify(r.body)).toBe(201)
