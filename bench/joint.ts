@@ -56,7 +56,8 @@ export default async function joint(argv: string[]): Promise<void> {
       const joined = joinOnId(guest, host, { prefixes: ['g_', 'h_'] })
       let lastVertical: string | undefined
       for (const c of VERTICAL.filter((v) => want(v.key) || (v.key === 'ss-lr' && want('scoring')))) {
-        const r = await runJob(sim, 'bank-a', verticalJob('train', c.algorithm, c.mode))
+        const params = c.key === 'ss-lr' ? { algorithm: { triples: 'dealer', dealer: 'bank-a' } } : {}
+        const r = await runJob(sim, 'bank-a', verticalJob('train', c.algorithm, c.mode, params))
         if (r.state !== 'succeeded') {
           emit({
             bench: 'joint',

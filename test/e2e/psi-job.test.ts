@@ -55,7 +55,11 @@ function psiJob(partnerDataset: string, extra: Record<string, unknown> = {}) {
 describe('PSI as a job between two real nodes', () => {
   it('a bad dataset file is refused at registration with the row and column, and nothing is stored', async () => {
     writeFileSync(join(scratch, 'dup.csv'), 'id,x0\n1,0.5\n2,abc\n')
-    const r = await api(node(1), token(1), 'POST', '/v1/datasets', { name: 'dup', file: join(scratch, 'dup.csv'), id: 'id' })
+    const r = await api(node(1), token(1), 'POST', '/v1/datasets', {
+      name: 'dup',
+      file: join(scratch, 'dup.csv'),
+      id: 'id',
+    })
     expect(r.status).toBe(400)
     expect(r.body.error?.message).toMatch(/line 3/)
     expect(r.body.error?.message).toMatch(/x0/)
