@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { loadCsv } from '../../learning/data/csv.ts'
 import { concatRows } from '../../learning/data/dataset.ts'
 import { auc } from '../../learning/metrics/ranking.ts'
+import { trainGbdt } from '../../learning/models/gbdt.ts'
 import { trainLogisticRegression } from '../../learning/models/lr.ts'
 import { trainMlp } from '../../learning/models/mlp.ts'
 import { predictProba } from '../../learning/models/predict.ts'
@@ -65,6 +66,15 @@ describe('horizontal training between three nodes', () => {
     expect(r.state, r.reason).toBe('succeeded')
     const plain = trainMlp(pooled.X, pooled.y!, pooled.featureNames, { seed: 7 })
     expect(r.metrics.auc).toBeGreaterThanOrEqual(0.765)
+    expect(Math.abs(r.metrics.auc - plainAuc(plain))).toBeLessThanOrEqual(0.005)
+  })
+
+  it('federated GBDT with secure-aggregated histograms: AUC >= 0.780 and within 0.005 of the pooled GBDT', async () => {
+    const params = { trees: 30, maxDepth: 3, learningRate: 0.3, maxBins: 32 }
+    const r = await runJob(sim, 'bank-a', horizontalJob('federated-gbdt', { seed: 7, algorithm: params }))
+    expect(r.state, r.reason).toBe('succeeded')
+    const plain = trainGbdt(pooled.X, pooled.y!, pooled.featureNames, params)
+    expect(r.metrics.auc).toBeGreaterThanOrEqual(0.78)
     expect(Math.abs(r.metrics.auc - plainAuc(plain))).toBeLessThanOrEqual(0.005)
   })
 

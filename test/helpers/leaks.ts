@@ -27,8 +27,8 @@ export function findLeaks(
       if (i + 1 < data.rows) {
         const a = Math.fround(v)
         const b = Math.fround(data.X[(i + 1) * data.cols + j])
-        let s = next32.get(a)
-        if (!s) next32.set(a, (s = new Set()))
+        const s = next32.get(a) ?? new Set<number>()
+        next32.set(a, s)
         s.add(b)
       }
     }
