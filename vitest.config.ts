@@ -1,7 +1,7 @@
 import { defineConfig } from 'vitest/config'
 
-// Unit tests are pure and fast; e2e tests start real libp2p nodes on 127.0.0.1 and run one file at a time
-// so that two-core machines are not oversubscribed.
+// Unit tests are pure and fast; e2e tests start real libp2p nodes on 127.0.0.1 (port 0, so files can run side by
+// side). The heavy joint-training files run alongside the rest, which keeps the suite within its budget.
 export default defineConfig({
   test: {
     reporters: ['default', 'json'],
@@ -21,7 +21,6 @@ export default defineConfig({
           include: ['test/e2e/**/*.test.ts'],
           testTimeout: 120_000,
           hookTimeout: 60_000,
-          fileParallelism: false,
         },
       },
     ],
