@@ -26,9 +26,10 @@ import { Scorer } from '../node/services/models/scorer.ts'
 import { createSession } from '../node/services/models/signature.ts'
 import { rowValidator } from '../node/services/models/validate.ts'
 import type { Sublevel } from '../node/store.ts'
+import { bundledDataDir } from '../sim/data.ts'
 import { emit, percentile, ratio, timeBest } from './report.ts'
 
-const DATA = '/work/shared/data'
+const DATA = bundledDataDir()
 
 function flag(argv: string[], name: string, dflt: number): number {
   const i = argv.indexOf(`--${name}`)

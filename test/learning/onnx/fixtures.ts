@@ -12,8 +12,9 @@ import type {
   RegressionTree,
 } from '../../../learning/models/types.ts'
 import { createRng, type Rng } from '../../../learning/random.ts'
+import { DATA_DIR } from '../../helpers/data.ts'
 
-export const DATA_DIR = '/work/shared/data'
+export { DATA_DIR }
 
 /** A FATE-style file of the bundled data: id column `id`, label `y`, features x0.. */
 export function loadFate(file: string): Dataset {

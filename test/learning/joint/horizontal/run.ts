@@ -4,8 +4,9 @@ import { createMemoryChannels, type PartyChannel } from '../../../../crypto/chan
 import { loadCsv } from '../../../../learning/data/csv.ts'
 import { type Dataset, featureMatrix, requireLabels } from '../../../../learning/data/dataset.ts'
 import type { HorizontalAlgorithm, LocalData, ModelPart } from '../../../../learning/joint/types.ts'
+import { DATA_DIR } from '../../../helpers/data.ts'
 
-export const DATA = '/work/shared/data'
+export const DATA = DATA_DIR
 export const HOMO_PARTIES = ['guest', 'host_1', 'host_2']
 
 export function localData(ds: Dataset): LocalData {

@@ -10,8 +10,9 @@ import type {
   ModelPart,
   VerticalAlgorithm,
 } from '../../../../learning/joint/types.ts'
+import { DATA_DIR } from '../../../helpers/data.ts'
 
-export const DATA = '/work/shared/data'
+export const DATA = DATA_DIR
 
 export interface VerticalSplit {
   /** Party name -> its columns of the training and test rows (the label holder first, with y). */
