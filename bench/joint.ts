@@ -40,7 +40,7 @@ const HORIZONTAL = [
 export default async function joint(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
-    options: { only: { type: 'string' }, scoring: { type: 'string', default: '200' } },
+    options: { only: { type: 'string' }, scoring: { type: 'string', default: '1000' } },
   })
   const only = values.only ? new Set(values.only.split(',')) : undefined
   const want = (k: string) => !only || only.has(k)
@@ -175,6 +175,8 @@ function plaintext(key: string, d: Dataset): void {
 /** Sequential single-customer federated scoring requests through the label holder's HTTP API. */
 async function scoring(sim: SimConsortium, jobId: string, guest: Dataset, n: number): Promise<void> {
   const a = sim.nodes[0]
+  // Warm up first: each party loads its dataset into memory on the first request (steady state is measured).
+  for (let i = 0; i < 20; i++) await call(a.node, a.token, 'POST', `/v1/federated/${jobId}/score`, { ids: [guest.ids[i]] })
   const ms: number[] = []
   const t0 = performance.now()
   for (let i = 0; i < n; i++) {

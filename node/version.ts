@@ -1,6 +1,4 @@
-import { readFileSync } from 'node:fs'
+import pkg from '../package.json' with { type: 'json' }
 
 /** The software version, from package.json, reported by the API and to peers. */
-export const SOFTWARE_VERSION: string = (
-  JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
-).version
+export const SOFTWARE_VERSION: string = pkg.version
