@@ -259,6 +259,9 @@ export class SessionService {
       }
     } finally {
       session?.inbound.delete(stream)
+      // Close our (unused) write side too: a stream is released only when both ends have closed, and
+      // half-open streams would pile up against the per-connection stream limit.
+      if (stream.status === 'open') stream.close().catch(() => undefined)
     }
   }
 
