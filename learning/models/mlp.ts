@@ -7,7 +7,7 @@
 import { SyndicateError } from '../../crypto/errors.ts'
 import { stratifiedSplitIndices } from '../data/split.ts'
 import { applyPreprocessing, fitPreprocessing, type PreprocessOptions } from '../preprocess/scale.ts'
-import { createRng, shuffleInPlace } from '../random.ts'
+import { createRng, type Rng, shuffleInPlace } from '../random.ts'
 import { checkTrainingData, sigmoid } from './math.ts'
 import type { DenseLayer, MlpModel } from './types.ts'
 
@@ -29,14 +29,14 @@ export interface MlpOptions {
 }
 
 /** Parameters of all layers in one flat array: per layer W (out × in, row-major) then b. */
-interface Shape {
+export interface MlpShape {
   sizes: number[]
   wOff: number[]
   bOff: number[]
   total: number
 }
 
-function shapeOf(sizes: number[]): Shape {
+export function mlpShape(sizes: number[]): MlpShape {
   const wOff: number[] = []
   const bOff: number[] = []
   let t = 0
@@ -50,13 +50,43 @@ function shapeOf(sizes: number[]): Shape {
 }
 
 /** Scratch buffers for one row's forward and backward pass. */
-interface Work {
+export interface MlpWork {
   act: Float64Array[]
   delta: Float64Array[]
 }
 
+export function mlpWork(s: MlpShape): MlpWork {
+  return { act: s.sizes.map((m) => new Float64Array(m)), delta: s.sizes.map((m) => new Float64Array(m)) }
+}
+
+/** Glorot-uniform weights, gain 6 for ReLU layers and 2 for the sigmoid output (as scikit-learn); biases too. */
+export function glorotInit(s: MlpShape, rng: Rng): Float64Array {
+  const w = new Float64Array(s.total)
+  for (let l = 1; l < s.sizes.length; l++) {
+    const factor = l === s.sizes.length - 1 ? 2 : 6
+    const bound = Math.sqrt(factor / (s.sizes[l - 1] + s.sizes[l]))
+    const end = s.bOff[l - 1] + s.sizes[l]
+    for (let k = s.wOff[l - 1]; k < end; k++) w[k] = (2 * rng.next() - 1) * bound
+  }
+  return w
+}
+
+/** The flat parameter vector as the `layers` of an MlpModel. */
+export function mlpLayers(s: MlpShape, w: Float64Array): DenseLayer[] {
+  const layers: DenseLayer[] = []
+  for (let l = 1; l < s.sizes.length; l++) {
+    const nin = s.sizes[l - 1]
+    const weights: number[][] = []
+    for (let o = 0; o < s.sizes[l]; o++) {
+      weights.push(Array.from(w.subarray(s.wOff[l - 1] + o * nin, s.wOff[l - 1] + (o + 1) * nin)))
+    }
+    layers.push({ weights, bias: Array.from(w.subarray(s.bOff[l - 1], s.bOff[l - 1] + s.sizes[l])) })
+  }
+  return layers
+}
+
 /** Forward pass of row z; act[l] is layer l's output (act[0] = input, ReLU applied to hidden layers). Returns the logit. */
-function forward(s: Shape, w: Float64Array, z: Float64Array, work: Work): number {
+export function mlpForward(s: MlpShape, w: Float64Array, z: Float64Array, work: MlpWork): number {
   work.act[0] = z
   const L = s.sizes.length - 1
   for (let l = 1; l <= L; l++) {
@@ -77,7 +107,13 @@ function forward(s: Shape, w: Float64Array, z: Float64Array, work: Work): number
 }
 
 /** Add the log-loss gradient of one row to grad (after forward on that row). */
-function backward(s: Shape, w: Float64Array, grad: Float64Array, err: number, work: Work): void {
+export function mlpBackward(
+  s: MlpShape,
+  w: Float64Array,
+  grad: Float64Array,
+  err: number,
+  work: MlpWork,
+): void {
   const L = s.sizes.length - 1
   work.delta[L][0] = err
   for (let l = L; l >= 1; l--) {
@@ -110,17 +146,20 @@ function backward(s: Shape, w: Float64Array, grad: Float64Array, err: number, wo
 }
 
 function meanLogLoss(
-  s: Shape,
+  s: MlpShape,
   w: Float64Array,
   Z: Float64Array,
   y: Uint8Array,
   idx: Uint32Array,
-  work: Work,
+  work: MlpWork,
 ): number {
   const d = s.sizes[0]
   let loss = 0
   for (const r of idx) {
-    const p = Math.min(1 - 1e-15, Math.max(1e-15, sigmoid(forward(s, w, Z.subarray(r * d, r * d + d), work))))
+    const p = Math.min(
+      1 - 1e-15,
+      Math.max(1e-15, sigmoid(mlpForward(s, w, Z.subarray(r * d, r * d + d), work))),
+    )
     loss -= y[r] === 1 ? Math.log(p) : Math.log(1 - p)
   }
   return loss / idx.length
@@ -150,20 +189,10 @@ export function trainMlp(
   const Z = applyPreprocessing(preprocessing, X, n, d)
   const { train, test: val } = stratifiedSplitIndices(y, valFrac, seed ^ 0x5eed)
 
-  const s = shapeOf([d, ...hidden, 1])
+  const s = mlpShape([d, ...hidden, 1])
   const rng = createRng(seed)
-  const w = new Float64Array(s.total)
-  for (let l = 1; l < s.sizes.length; l++) {
-    // Glorot uniform, gain 6 for ReLU layers and 2 for the sigmoid output (as scikit-learn).
-    const factor = l === s.sizes.length - 1 ? 2 : 6
-    const bound = Math.sqrt(factor / (s.sizes[l - 1] + s.sizes[l]))
-    const end = s.bOff[l - 1] + s.sizes[l]
-    for (let k = s.wOff[l - 1]; k < end; k++) w[k] = (2 * rng.next() - 1) * bound
-  }
-  const work: Work = {
-    act: s.sizes.map((m) => new Float64Array(m)),
-    delta: s.sizes.map((m) => new Float64Array(m)),
-  }
+  const w = glorotInit(s, rng)
+  const work = mlpWork(s)
   const grad = new Float64Array(s.total)
   const m1 = new Float64Array(s.total)
   const m2 = new Float64Array(s.total)
@@ -184,8 +213,8 @@ export function trainMlp(
       grad.fill(0)
       for (let k = start; k < end; k++) {
         const r = order[k]
-        const logit = forward(s, w, Z.subarray(r * d, r * d + d), work)
-        backward(s, w, grad, sigmoid(logit) - y[r], work)
+        const logit = mlpForward(s, w, Z.subarray(r * d, r * d + d), work)
+        mlpBackward(s, w, grad, sigmoid(logit) - y[r], work)
       }
       const size = end - start
       step++
@@ -208,14 +237,5 @@ export function trainMlp(
     }
   }
 
-  const layers: DenseLayer[] = []
-  for (let l = 1; l < s.sizes.length; l++) {
-    const nin = s.sizes[l - 1]
-    const weights: number[][] = []
-    for (let o = 0; o < s.sizes[l]; o++) {
-      weights.push(Array.from(best.subarray(s.wOff[l - 1] + o * nin, s.wOff[l - 1] + (o + 1) * nin)))
-    }
-    layers.push({ weights, bias: Array.from(best.subarray(s.bOff[l - 1], s.bOff[l - 1] + s.sizes[l])) })
-  }
-  return { kind: 'mlp', features: [...features], preprocessing, layers }
+  return { kind: 'mlp', features: [...features], preprocessing, layers: mlpLayers(s, best) }
 }

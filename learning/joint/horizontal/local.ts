@@ -11,7 +11,7 @@
  */
 import { gaussianSamples } from '../../../crypto/dp/random.ts'
 import { sigmoid } from '../../models/math.ts'
-import type { DenseLayer } from '../../models/types.ts'
+import { glorotInit, type MlpShape, mlpBackward, mlpForward, mlpWork } from '../../models/mlp.ts'
 import { createRng, type Rng, shuffleInPlace } from '../../random.ts'
 
 /** A differentiable scorer over a flat parameter vector (the logit of one standardised row). */
@@ -45,110 +45,25 @@ export function lrNet(d: number): Net {
   }
 }
 
-/** Flat layout of an MLP: per layer W (out × in, row-major) then b, as in mlp.ts. */
-export interface MlpShape {
-  sizes: number[]
-  wOff: number[]
-  bOff: number[]
-  total: number
-}
+export { type MlpShape, mlpLayers, mlpShape } from '../../models/mlp.ts'
 
-export function mlpShape(sizes: number[]): MlpShape {
-  const wOff: number[] = []
-  const bOff: number[] = []
-  let t = 0
-  for (let l = 1; l < sizes.length; l++) {
-    wOff.push(t)
-    t += sizes[l] * sizes[l - 1]
-    bOff.push(t)
-    t += sizes[l]
-  }
-  return { sizes, wOff, bOff, total: t }
-}
-
-/** Glorot-uniform initialisation as mlp.ts (gain 6 for ReLU layers, 2 for the sigmoid output), from `seed`. */
+/** The pooled MLP's Glorot initialisation, from `seed`. */
 export function mlpInit(s: MlpShape, seed: number): Float64Array {
-  const rng = createRng(seed)
-  const w = new Float64Array(s.total)
-  for (let l = 1; l < s.sizes.length; l++) {
-    const factor = l === s.sizes.length - 1 ? 2 : 6
-    const bound = Math.sqrt(factor / (s.sizes[l - 1] + s.sizes[l]))
-    const end = s.bOff[l - 1] + s.sizes[l]
-    for (let k = s.wOff[l - 1]; k < end; k++) w[k] = (2 * rng.next() - 1) * bound
-  }
-  return w
+  return glorotInit(s, createRng(seed))
 }
 
+/** The MLP as a Net: the pooled model's own forward and backward passes. */
 export function mlpNet(s: MlpShape): Net {
   const L = s.sizes.length - 1
-  const act: Float64Array[] = s.sizes.map((m) => new Float64Array(m))
-  const delta = s.sizes.map((m) => new Float64Array(m))
+  const work = mlpWork(s)
   const isWeight = new Uint8Array(s.total)
   for (let l = 1; l <= L; l++) isWeight.fill(1, s.wOff[l - 1], s.bOff[l - 1])
   return {
     size: s.total,
     isWeight,
-    logit(w, z) {
-      act[0] = z
-      for (let l = 1; l <= L; l++) {
-        const nin = s.sizes[l - 1]
-        const a = act[l - 1]
-        const out = act[l]
-        const wo = s.wOff[l - 1]
-        const bo = s.bOff[l - 1]
-        for (let o = 0; o < s.sizes[l]; o++) {
-          let v = w[bo + o]
-          const row = wo + o * nin
-          for (let i = 0; i < nin; i++) v += w[row + i] * a[i]
-          out[o] = l < L && v < 0 ? 0 : v
-        }
-      }
-      return act[L][0]
-    },
-    addGrad(w, grad, err) {
-      delta[L][0] = err
-      for (let l = L; l >= 1; l--) {
-        const nin = s.sizes[l - 1]
-        const a = act[l - 1]
-        const dl = delta[l]
-        const wo = s.wOff[l - 1]
-        const bo = s.bOff[l - 1]
-        for (let o = 0; o < s.sizes[l]; o++) {
-          const e = dl[o]
-          if (e === 0) continue
-          grad[bo + o] += e
-          const row = wo + o * nin
-          for (let i = 0; i < nin; i++) grad[row + i] += e * a[i]
-        }
-        if (l > 1) {
-          const prev = delta[l - 1]
-          for (let i = 0; i < nin; i++) {
-            if (a[i] <= 0) {
-              prev[i] = 0
-              continue
-            }
-            let v = 0
-            for (let o = 0; o < s.sizes[l]; o++) v += w[wo + o * nin + i] * dl[o]
-            prev[i] = v
-          }
-        }
-      }
-    },
+    logit: (w, z) => mlpForward(s, w, z, work),
+    addGrad: (w, grad, err) => mlpBackward(s, w, grad, err, work),
   }
-}
-
-/** The flat MLP vector as the `layers` of an MlpModel. */
-export function mlpLayers(s: MlpShape, w: Float64Array): DenseLayer[] {
-  const layers: DenseLayer[] = []
-  for (let l = 1; l < s.sizes.length; l++) {
-    const nin = s.sizes[l - 1]
-    const weights: number[][] = []
-    for (let o = 0; o < s.sizes[l]; o++) {
-      weights.push(Array.from(w.subarray(s.wOff[l - 1] + o * nin, s.wOff[l - 1] + (o + 1) * nin)))
-    }
-    layers.push({ weights, bias: Array.from(w.subarray(s.bOff[l - 1], s.bOff[l - 1] + s.sizes[l])) })
-  }
-  return layers
 }
 
 /** Sum of the log-loss of `rows` (indices into Z, d columns) under w, with the mlp.ts clamp. */
