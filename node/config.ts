@@ -1,8 +1,7 @@
-import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import YAML from 'yaml'
 import { z } from 'zod'
-import { NodeErrorCode, UsageError } from './errors.ts'
+import { NodeErrorCode, readDataDirFile, UsageError } from './errors.ts'
 
 /**
  * Node configuration: defaults < config file (YAML, `syndicate.yaml` in the data directory) < environment
@@ -128,17 +127,7 @@ export function loadConfig(
   opts: { env?: NodeJS.ProcessEnv; overrides?: ConfigOverrides } = {},
 ): NodeConfig {
   const file = join(dir, CONFIG_FILE)
-  let text: string
-  try {
-    text = readFileSync(file, 'utf8')
-  } catch (e) {
-    throw new UsageError(
-      NodeErrorCode.NOT_INITIALISED,
-      `no config at ${file}: run "syndicate init --dir ${dir} --name NAME" first`,
-      { file },
-      { cause: e },
-    )
-  }
+  const text = readDataDirFile(file, 'config', dir)
   let raw: unknown
   try {
     raw = YAML.parse(text) ?? {}

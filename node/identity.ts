@@ -1,9 +1,9 @@
-import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import type { PeerId, PrivateKey } from '@libp2p/interface'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { NodeErrorCode, UsageError } from './errors.ts'
+import { NodeErrorCode, readDataDirFile, UsageError } from './errors.ts'
 
 /**
  * The node's persistent Ed25519 identity: its libp2p peer id and the key that signs its consortium and log
@@ -37,17 +37,7 @@ export async function createIdentity(dir: string): Promise<Identity> {
 
 export function loadIdentity(dir: string): Identity {
   const file = join(dir, IDENTITY_FILE)
-  let text: string
-  try {
-    text = readFileSync(file, 'utf8')
-  } catch (e) {
-    throw new UsageError(
-      NodeErrorCode.NOT_INITIALISED,
-      `no identity at ${file}: run "syndicate init --dir ${dir} --name NAME" first`,
-      { file },
-      { cause: e },
-    )
-  }
+  const text = readDataDirFile(file, 'identity', dir)
   try {
     const parsed = JSON.parse(text) as { type?: unknown; privateKey?: unknown }
     if (parsed.type !== 'Ed25519' || typeof parsed.privateKey !== 'string')
