@@ -200,12 +200,19 @@ export function trainExecutor(deps: TrainingDeps): Executor {
       const aligned = await align(ctx, ds, 'psi')
       const n = aligned.ids.length
       // The label holder draws the split (it alone knows the labels) and tells the others which positions are
-      // test rows: a random, class-balanced subset, which says nothing about any single row's label.
+      // test rows: a random, class-balanced subset, which says nothing about any single row's label. It draws
+      // it over its own file order, not the PSI order (which changes with every run's keys), so the same seed
+      // gives the same split every time: the learning core's split when every row is aligned.
       let testMask: Uint8Array
       if (isHolder) {
-        const { test } = stratifiedSplitIndices(aligned.y!, params.testFraction, seed)
+        const fileRow = new Map(ds.ids.map((id, i) => [id, i]))
+        const order = Array.from({ length: n }, (_, k) => k).sort(
+          (a, b) => fileRow.get(aligned.ids[a])! - fileRow.get(aligned.ids[b])!,
+        )
+        const yInFileOrder = Uint8Array.from(order, (k) => aligned.y![k])
+        const { test } = stratifiedSplitIndices(yInFileOrder, params.testFraction, seed)
         testMask = new Uint8Array(n)
-        for (const i of test) testMask[i] = 1
+        for (const t of test) testMask[order[t]] = 1
         await Promise.all(
           ctx.channel.parties
             .filter((p) => p !== ctx.self)
