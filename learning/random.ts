@@ -3,6 +3,8 @@
  * sfc32 seeded through splitmix32: fast and statistically fine for learning. NOT for cryptography: keys,
  * masks and noise for privacy come from crypto/, never from here.
  */
+import { sha256 } from '@noble/hashes/sha2.js'
+
 export interface Rng {
   /** Uniform in [0, 1). */
   next(): number
@@ -54,4 +56,10 @@ export function shuffleInPlace(a: Uint32Array | number[], rng: Rng): void {
     a[i] = a[j]
     a[j] = t
   }
+}
+
+/** A 32-bit seed every party derives alike from a shared string (e.g. a job id). */
+export function seedFromString(s: string): number {
+  const h = sha256(new TextEncoder().encode(s))
+  return ((h[0] << 24) | (h[1] << 16) | (h[2] << 8) | h[3]) >>> 0
 }

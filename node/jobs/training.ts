@@ -1,4 +1,3 @@
-import { sha256 } from '@noble/hashes/sha2.js'
 import { z } from 'zod'
 import type { PartyChannel } from '../../crypto/channel.ts'
 import { SyndicateError } from '../../crypto/errors.ts'
@@ -8,11 +7,12 @@ import { type Dataset, featureMatrix, subset } from '../../learning/data/dataset
 import { stratifiedSplitIndices } from '../../learning/data/split.ts'
 import type { AlgorithmRegistry } from '../../learning/joint/registry.ts'
 import type { JointContext, LocalData, ModelPart } from '../../learning/joint/types.ts'
-import { brier, logLoss } from '../../learning/metrics/probability.ts'
-import { auc, gini, ks } from '../../learning/metrics/ranking.ts'
+import { auc } from '../../learning/metrics/ranking.ts'
+import { scoreMetrics } from '../../learning/metrics/summary.ts'
 import { trainGbdt } from '../../learning/models/gbdt.ts'
 import { predictProba } from '../../learning/models/predict.ts'
 import type { Model } from '../../learning/models/types.ts'
+import { seedFromString } from '../../learning/random.ts'
 import type { JobSpec } from '../../protocol/jobs.ts'
 import type { DatasetRecord, DatasetRegistry } from '../services/datasets/registry.ts'
 import type { ModelRegistry } from '../services/models/registry.ts'
@@ -91,9 +91,7 @@ export function checkPsiSpec(spec: JobSpec): string | undefined {
 
 /** The job's shared seed: from params, else from the job id, so every party derives the same one. */
 function seedOf(spec: JobSpec, explicit?: number): number {
-  if (explicit !== undefined) return explicit
-  const h = sha256(new TextEncoder().encode(spec.id))
-  return ((h[0] << 24) | (h[1] << 16) | (h[2] << 8) | h[3]) >>> 0
+  return explicit ?? seedFromString(spec.id)
 }
 
 async function loadPartyData(
@@ -304,10 +302,6 @@ export function trainExecutor(deps: TrainingDeps): Executor {
 }
 
 const MetricsSchema = z.record(z.string().max(64), z.number())
-
-function scoreMetrics(y: Uint8Array, p: Float64Array): Record<string, number> {
-  return { auc: auc(y, p), ks: ks(y, p), gini: gini(y, p), log_loss: logLoss(y, p), brier: brier(y, p) }
-}
 
 /**
  * Before any data-dependent step: horizontal parties must hold the same columns; vertical parties must not
