@@ -181,6 +181,8 @@ export class EnclaveCluster {
   private readonly loadedModels = new WeakMap<EnclaveInstance, Set<string>>()
   private seq = 0
   private stopped = false
+  /** The cluster's public key (X25519 ‖ Ed25519, hex), once the first instance created it. */
+  publicKey?: string
 
   constructor(opts: ClusterOptions) {
     this.platform = opts.platform
@@ -206,7 +208,7 @@ export class EnclaveCluster {
     const inst = await EnclaveInstance.start(this.platform, `enclave-${++this.seq}`, opts)
     try {
       const donor = this.instances()[0]
-      if (!donor) await inst.call('cluster.create', {})
+      if (!donor) this.publicKey = (await inst.call('cluster.create', {})).publicKey
       else {
         const { nonce } = await donor.call('sync.nonce', {})
         const evidence = await this.quote(inst, nonce, 'instance')

@@ -125,6 +125,30 @@ export const ENTRY_TYPES = {
       measurement: Hex32,
       evidenceHash: Hex32,
       verdict: z.enum(['trusted', 'rejected']),
+      /** Why a rejected enclave was refused (the verifier's or appraisal's reason). */
+      reason: Text.optional(),
+    }),
+  },
+  /**
+   * An enclave destroyed a job's data. The record and the enclave's signature over it are logged whole, with
+   * the attested key, so an auditor can check the signature from the log alone.
+   */
+  'enclave.destroyed': {
+    job: 'required',
+    body: z.strictObject({
+      record: z.strictObject({
+        v: z.literal(1),
+        job: Id,
+        specHash: Hex32,
+        instanceId: Id,
+        measurement: Hex32,
+        owners: z
+          .array(z.strictObject({ party: Id, uploadHash: Hex32, rows: z.number().int().nonnegative() }))
+          .max(64),
+        destroyedAt: z.number().int().nonnegative(),
+      }),
+      enclaveKey: z.string().regex(/^[0-9a-f]{128}$/),
+      signature: z.string().regex(/^[A-Za-z0-9+/]{86}==$/),
     }),
   },
 } as const

@@ -45,6 +45,13 @@ export const ConfigSchema = z
       })
       .strict()
       .default({ initialDelayMs: 500, maxDelayMs: 30_000 }),
+    enclave: z
+      .object({
+        /** Enclave processes this node runs for `tee` jobs (0 = it hosts no enclave). */
+        instances: z.number().int().min(0).max(16).default(0),
+      })
+      .strict()
+      .default({ instances: 0 }),
   })
   .strict()
 
@@ -82,6 +89,11 @@ log:
 reconnect:
   initialDelayMs: 500
   maxDelayMs: 30000
+
+# Enclave host: how many enclave processes to run for \`tee\` jobs (0 = none). Two or more let a crashed
+# instance's job fail over. Env: SYNDICATE_ENCLAVE_INSTANCES.
+enclave:
+  instances: 0
 `
 }
 
@@ -115,6 +127,8 @@ export function envOverrides(env: NodeJS.ProcessEnv): {
   if (env.SYNDICATE_HTTP_HOST) set('http.host', env.SYNDICATE_HTTP_HOST, 'SYNDICATE_HTTP_HOST')
   if (env.SYNDICATE_HTTP_PORT) set('http.port', numeric(env.SYNDICATE_HTTP_PORT), 'SYNDICATE_HTTP_PORT')
   if (env.SYNDICATE_LOG_LEVEL) set('log.level', env.SYNDICATE_LOG_LEVEL, 'SYNDICATE_LOG_LEVEL')
+  if (env.SYNDICATE_ENCLAVE_INSTANCES)
+    set('enclave.instances', numeric(env.SYNDICATE_ENCLAVE_INSTANCES), 'SYNDICATE_ENCLAVE_INSTANCES')
   return { values, source }
 }
 

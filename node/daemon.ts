@@ -1,8 +1,10 @@
 import type { AddressInfo } from 'node:net'
 import { serve } from '@hono/node-server'
-import type { PeerId } from '@libp2p/interface'
+import type { PeerId, PrivateKey } from '@libp2p/interface'
 import type { DestinationStream, Logger } from 'pino'
 import { z } from 'zod'
+import { EnclaveCluster } from '../enclave/cluster.ts'
+import { SimulatedPlatform } from '../enclave/platform.ts'
 import { type AlgorithmRegistry, defaultAlgorithms } from '../learning/joint/registry.ts'
 import { ConsortiumDocumentSchema } from '../protocol/consortium.ts'
 import { handleProtocol, requestProtocol } from '../protocol/define.ts'
@@ -13,6 +15,7 @@ import { Governance } from './governance.ts'
 import { createHost, type Host, MeshMaintainer } from './host.ts'
 import { ApiBuilder, parseBody, type RouteDoc } from './http/app.ts'
 import { loadIdentity } from './identity.ts'
+import { checkTeeSpec, type EnclaveJobDeps, teeExecutor } from './jobs/enclave.ts'
 import { ExecutorRegistry, noopExecutor } from './jobs/executors.ts'
 import { checkMembershipSpec, membershipExecutor } from './jobs/membership.ts'
 import { loadPolicyFile, type Policy, parsePolicy } from './jobs/policy.ts'
@@ -159,10 +162,27 @@ export async function startNode(opts: StartOptions): Promise<RunningNode> {
     const privacy = new PrivacyBudgets(store, recorder)
     await privacy.load()
     const training = { datasets, algorithms, store, privacy, models, self: identity.peerId.toString() }
+    const cluster = await startEnclaves(config, identity, log)
+    if (cluster) stops.push(() => cluster.stop())
+    const enclaveJobs: EnclaveJobDeps = {
+      datasets,
+      store,
+      privateKey: identity.privateKey,
+      policy: () => policy,
+      recorder: () => recorder,
+      cluster,
+      log,
+    }
+    const [train, tee] = [trainExecutor(training), teeExecutor(enclaveJobs)]
+    const [checkTrain, checkTee] = [checkTrainSpec(training), checkTeeSpec(enclaveJobs, training.self)]
     const executors = new ExecutorRegistry()
       .register('noop', noopExecutor)
       .register('psi', psiExecutor(training), checkPsiSpec)
-      .register('train', trainExecutor(training), checkTrainSpec(training))
+      .register(
+        'train',
+        (ctx) => (ctx.spec.mode === 'tee' ? tee(ctx) : train(ctx)),
+        (spec) => (spec.mode === 'tee' ? checkTee(spec) : checkTrain(spec)),
+      )
       .register(
         'membership',
         membershipExecutor({
@@ -322,6 +342,7 @@ export async function startNode(opts: StartOptions): Promise<RunningNode> {
     stops.push(() => scorer.close())
     api.mount('/v1/models', 'operator', modelRoutes({ registry: models, scorer }), modelRouteDocs)
     const federated = new FederatedScoring({
+      cluster,
       host,
       membership,
       sessions,
@@ -342,6 +363,16 @@ export async function startNode(opts: StartOptions): Promise<RunningNode> {
     )
     const datasetApi = datasetRoutes(datasets)
     api.mount('/v1/datasets', 'operator', datasetApi.app, datasetApi.docs)
+    api.route(
+      {
+        method: 'get',
+        path: '/v1/enclave',
+        access: 'operator',
+        summary: 'Enclave instances this node hosts: attributes, and what each holds (counts, never data)',
+        response: EnclaveInfoSchema,
+      },
+      async (c) => c.json(await enclaveInfo(cluster)),
+    )
 
     const server = serve({
       fetch: (req) => api.app.fetch(req),
@@ -400,6 +431,59 @@ export async function startNode(opts: StartOptions): Promise<RunningNode> {
   } catch (e) {
     await stopAll()
     throw e
+  }
+}
+
+/** Starts the enclave cluster on a simulated platform certified by this member's identity, if configured. */
+async function startEnclaves(
+  config: NodeConfig,
+  identity: { privateKey: PrivateKey; peerId: PeerId },
+  log: Logger,
+): Promise<EnclaveCluster | undefined> {
+  if (config.enclave.instances === 0) return undefined
+  const platform = await SimulatedPlatform.create(identity.privateKey, identity.peerId.toString())
+  const cluster = new EnclaveCluster({
+    platform,
+    instances: config.enclave.instances,
+    log: (msg, fields) => log.info(fields ?? {}, msg),
+  })
+  try {
+    await cluster.start()
+  } catch (e) {
+    await cluster.stop()
+    throw e
+  }
+  log.info({ instances: config.enclave.instances }, 'enclave cluster started (simulated TEE)')
+  return cluster
+}
+
+const EnclaveInfoSchema = z.object({
+  hosting: z.boolean(),
+  publicKey: z.string().optional(),
+  instances: z.array(
+    z.object({
+      id: z.string(),
+      measurement: z.string(),
+      svn: z.number(),
+      debug: z.boolean(),
+      holds: z.record(z.string(), z.number()),
+    }),
+  ),
+})
+
+async function enclaveInfo(cluster: EnclaveCluster | undefined): Promise<z.infer<typeof EnclaveInfoSchema>> {
+  if (!cluster) return { hosting: false, instances: [] }
+  const inventory = await cluster.inventory()
+  return {
+    hosting: true,
+    publicKey: cluster.publicKey,
+    instances: cluster.instances().map((i) => ({
+      id: i.launch.instanceId,
+      measurement: i.launch.measurement,
+      svn: i.launch.svn,
+      debug: i.launch.debug,
+      holds: { ...(inventory[i.launch.instanceId] ?? {}) },
+    })),
   }
 }
 

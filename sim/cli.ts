@@ -7,7 +7,11 @@ export function registerSimCommands(program: Command): void {
   program
     .command('demo')
     .description('the main job: a three-institution consortium on loopback (what `npm start` runs)')
-    .option('--log-level <level>', 'node log level (warnings of busy peers are expected while homomorphic encryption runs)', 'error')
+    .option(
+      '--log-level <level>',
+      'node log level (warnings of busy peers are expected while homomorphic encryption runs)',
+      'error',
+    )
     .option('--no-train', 'only form the consortium, run no jobs')
     .action((o: { logLevel: string; train: boolean }) => demoCommand(o))
 

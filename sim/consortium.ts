@@ -37,6 +37,8 @@ export interface SimOptions {
   /** Give up waiting for the full mesh after this long. */
   connectTimeoutMs?: number
   threshold?: number
+  /** Node name → enclave processes it runs (an enclave host for `tee` jobs). */
+  enclaves?: Record<string, number>
 }
 
 export async function startConsortium(opts: SimOptions = {}): Promise<SimConsortium> {
@@ -58,7 +60,7 @@ export async function startConsortium(opts: SimOptions = {}): Promise<SimConsort
         const node = await startNode({
           dir,
           overrides: { logLevel: opts.logLevel ?? 'warn' },
-          env: {},
+          env: opts.enclaves?.[name] ? { SYNDICATE_ENCLAVE_INSTANCES: String(opts.enclaves[name]) } : {},
           logDestination: opts.logDestination,
         })
         nodes.push({ name, node, token })

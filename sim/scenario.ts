@@ -110,6 +110,40 @@ export function verticalJob(
   }
 }
 
+/**
+ * An enclave (`tee`) training job on the vertical split: the three institutions upload their columns to the
+ * enclave run by `enclaveHost`; the label holder alone receives the model.
+ */
+export function teeJob(
+  algorithm: 'lr' | 'gbdt' | 'mlp',
+  enclaveHost: string,
+  params: NonNullable<JobDraft['params']> = {},
+): JobDraft {
+  const holder = VERTICAL_PLAN.labelHolder.name
+  const owners = [holder, ...VERTICAL_PLAN.partners.map((p) => p.name)]
+  return {
+    kind: 'train',
+    mode: 'tee',
+    algorithm,
+    parties: [
+      { name: holder, roles: ['label-holder'], dataset: 'credit-vertical' },
+      ...VERTICAL_PLAN.partners.map((p) => ({
+        name: p.name,
+        roles: ['feature-holder' as const],
+        dataset: 'credit-vertical',
+        columns: [...p.columns],
+      })),
+      { name: enclaveHost, roles: ['enclave-host'] },
+    ],
+    params,
+    outputs: [
+      { what: 'model', to: [holder] },
+      { what: 'metrics', to: owners },
+    ],
+    timeoutSeconds: 3600,
+  }
+}
+
 export function horizontalJob(algorithm: string, params: Record<string, unknown> = {}): JobDraft {
   const names = HORIZONTAL_PLAN.parties.map((p) => p.name)
   return {

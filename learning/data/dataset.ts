@@ -61,6 +61,19 @@ export function featureMatrix(ds: Dataset, features: string[]): Float64Array {
 }
 
 /** Labels, or a clear error when the dataset has none (a features-only party). */
+/** The same rows with only the `features` columns, in that order (ids and labels kept). */
+export function selectColumns(ds: Dataset, features: string[]): Dataset {
+  const X = featureMatrix(ds, features)
+  const byName = new Map(ds.schema.columns.map((c) => [c.name, c]))
+  return {
+    ...ds,
+    X,
+    featureNames: [...features],
+    schema: { ...ds.schema, columns: features.map((f) => byName.get(f)!) },
+    categories: Object.fromEntries(Object.entries(ds.categories).filter(([k]) => features.includes(k))),
+  }
+}
+
 export function requireLabels(ds: Dataset): Uint8Array {
   if (!ds.y) {
     throw new SyndicateError(

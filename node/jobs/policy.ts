@@ -2,6 +2,8 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import YAML from 'yaml'
 import { z } from 'zod'
+import { AppraisalPolicySchema, DEFAULT_APPRAISAL } from '../../enclave/appraisal.ts'
+import { TEE_ALGORITHMS } from '../../enclave/release.ts'
 import { JOB_KINDS, type JobSpec, PRIVACY_MODES } from '../../protocol/jobs.ts'
 import { UsageError } from '../errors.ts'
 
@@ -25,6 +27,20 @@ export const DatasetPolicySchema = z.strictObject({
   privacyBudget: z.strictObject({ epsilon: z.number().positive(), delta: z.number().gt(0).lt(1) }).optional(),
 })
 
+export const EnclavePolicySchema = z.strictObject({
+  /** Appraisal of attestation evidence: allowed measurements ('self' = this installation's build), signers,
+   * product, minimum security version, debug. */
+  appraisal: AppraisalPolicySchema.default(DEFAULT_APPRAISAL),
+  /** Algorithms an enclave may run on this node's rows. */
+  algorithms: z
+    .array(z.enum(TEE_ALGORITHMS))
+    .min(1)
+    .default([...TEE_ALGORITHMS]),
+  /** Members that may receive models trained on this node's rows ('*' = whoever the approved job names). */
+  recipients: z.union([z.literal('*'), z.array(Name)]).default('*'),
+})
+export type EnclavePolicy = z.infer<typeof EnclavePolicySchema>
+
 export const PolicySchema = z.strictObject({
   approval: z.enum(['auto', 'manual']).default('manual'),
   /** Member name (or '*') → the job kinds it may propose ('*' = all). */
@@ -33,6 +49,8 @@ export const PolicySchema = z.strictObject({
   minParties: z.number().int().min(1).max(64).default(2),
   /** Datasets of this node that jobs may use ('*' = any registered dataset); others are rejected. */
   datasets: z.record(Name, DatasetPolicySchema).default({}),
+  /** Enclave (`tee`) jobs: which enclaves this node trusts, and what its signed usage policies allow. */
+  enclave: EnclavePolicySchema.default(EnclavePolicySchema.parse({})),
 })
 export type Policy = z.infer<typeof PolicySchema>
 

@@ -94,9 +94,9 @@ function seedOf(spec: JobSpec, explicit?: number): number {
   return explicit ?? seedFromString(spec.id)
 }
 
-async function loadPartyData(
+export async function loadPartyData(
   ctx: ExecutorContext,
-  deps: TrainingDeps,
+  deps: Pick<TrainingDeps, 'datasets'>,
   withLabel: boolean,
 ): Promise<{ rec: DatasetRecord; ds: Dataset; features: string[] }> {
   const me = ctx.spec.parties.find((p) => p.name === ctx.self)!

@@ -5,8 +5,9 @@ import { Hono } from 'hono'
 import type { Logger } from 'pino'
 import { z } from 'zod'
 import { SyndicateError } from '../../../crypto/errors.ts'
+import type { EnclaveCluster } from '../../../enclave/cluster.ts'
 import { loadCsv } from '../../../learning/data/csv.ts'
-import { type Dataset, featureMatrix, subset } from '../../../learning/data/dataset.ts'
+import { type Dataset, featureMatrix, selectColumns, subset } from '../../../learning/data/dataset.ts'
 import type { AlgorithmRegistry } from '../../../learning/joint/registry.ts'
 import type { JointContext, ModelPart } from '../../../learning/joint/types.ts'
 import { handleProtocol, requestProtocol } from '../../../protocol/define.ts'
@@ -15,13 +16,17 @@ import type { SessionService } from '../../../protocol/session.ts'
 import type { Host } from '../../host.ts'
 import type { RouteDoc } from '../../http/app.ts'
 import { parseBody } from '../../http/app.ts'
+import { enclaveHostOf, type HostRecord, type OwnerRecord } from '../../jobs/enclave.ts'
 import type { JobService, JobView } from '../../jobs/service.ts'
 import { labelHolderOf } from '../../jobs/training.ts'
 import type { Membership } from '../../membership.ts'
 import type { NodeStore } from '../../store.ts'
 import type { DatasetRecord, DatasetRegistry } from '../datasets/registry.ts'
+import { teeScoreHost, teeScoreOwner } from './enclave.ts'
 
 export interface FederatedScoringDeps {
+  /** The enclaves this node hosts, for models trained in enclave mode. */
+  cluster?: EnclaveCluster
   host: Host
   membership: Membership
   sessions: SessionService
@@ -31,6 +36,12 @@ export interface FederatedScoringDeps {
   store: NodeStore
   log: Logger
 }
+
+/** What a party needs to take part in scoring with one job's model. */
+type Loaded =
+  | { kind: 'split'; job: JobView; self: string; part: ModelPart }
+  | { kind: 'tee-owner'; job: JobView; self: string; rec: OwnerRecord }
+  | { kind: 'tee-host'; job: JobView; self: string; rec: HostRecord }
 
 /**
  * Real-time scoring with a split model: the label holder names customers of a succeeded vertical training job;
@@ -51,12 +62,12 @@ export class FederatedScoring {
       this.d.host,
       scoringProtocol,
       async (req, ctx) => {
-        const { job, part, self } = await this.load(req.jobId)
-        const holder = job.spec.parties.find((p) => p.name === labelHolderOf(job.spec))!
+        const loaded = await this.load(req.jobId)
+        const holder = loaded.job.spec.parties.find((p) => p.name === labelHolderOf(loaded.job.spec))!
         if (ctx.remotePeer.toString() !== holder.peerId) {
           throw new SyndicateError('ERR_FORBIDDEN', 'only the label holder of the job asks for scores')
         }
-        await this.runParty(job, part, self, req.session, req.ids)
+        await this.runParty(loaded, req.session, req.ids)
         return { ok: true as const }
       },
       { admit: (p: PeerId) => this.d.membership.isMember(p), log: this.d.log },
@@ -69,7 +80,8 @@ export class FederatedScoring {
     if (ids.length === 0 || ids.length > MAX_SCORE_IDS) {
       throw new SyndicateError('ERR_INVALID_REQUEST', `score 1 to ${MAX_SCORE_IDS} customers at a time`)
     }
-    const { job, part, self } = await this.load(jobId)
+    const loaded = await this.load(jobId)
+    const { job, self } = loaded
     if (labelHolderOf(job.spec) !== self) {
       throw new SyndicateError('ERR_FORBIDDEN', 'federated scoring is asked at the label holder of the job')
     }
@@ -79,12 +91,29 @@ export class FederatedScoring {
       .map((p) =>
         requestProtocol(this.d.host, peerIdFromString(p.peerId), scoringProtocol, { jobId, session, ids }),
       )
-    const [scores] = await Promise.all([this.runParty(job, part, self, session, ids), ...asks])
+    const [scores] = await Promise.all([this.runParty(loaded, session, ids), ...asks])
     if (!scores) throw new SyndicateError('ERR_INTERNAL', 'the label holder received no scores')
     return { scores: Array.from(scores), ms: performance.now() - t0 }
   }
 
-  private async runParty(job: JobView, part: ModelPart, self: string, session: string, ids: string[]) {
+  private async runParty(loaded: Loaded, session: string, ids: string[]): Promise<Float64Array | undefined> {
+    const { job, self } = loaded
+    const parties = Object.fromEntries(job.spec.parties.map((p) => [p.name, p.peerId]))
+    if (loaded.kind === 'tee-host') {
+      const channel = this.d.sessions.open(session, self, parties)
+      try {
+        return void (await teeScoreHost(
+          channel,
+          job.spec,
+          session,
+          this.d.cluster,
+          loaded.rec,
+          labelHolderOf(job.spec)!,
+        ))
+      } finally {
+        channel.close()
+      }
+    }
     const me = job.spec.parties.find((p) => p.name === self)!
     const rec = await this.d.datasets.get(me.dataset!)
     if (!rec)
@@ -100,13 +129,27 @@ export class FederatedScoring {
       return i
     })
     const sel = subset(data, rows)
+    if (loaded.kind === 'tee-owner') {
+      const channel = this.d.sessions.open(session, self, parties)
+      try {
+        const cols = selectColumns(sel, me.columns ?? sel.featureNames)
+        return await teeScoreOwner(
+          channel,
+          job.spec,
+          self,
+          session,
+          cols,
+          loaded.rec,
+          labelHolderOf(job.spec)!,
+        )
+      } finally {
+        channel.close()
+      }
+    }
+    const { part } = loaded
     const algo = this.d.algorithms.vertical.get(job.spec.algorithm)
     if (!algo) throw new SyndicateError('ERR_NOT_FOUND', `this node no longer offers ${job.spec.algorithm}`)
-    const channel = this.d.sessions.open(
-      session,
-      self,
-      Object.fromEntries(job.spec.parties.map((p) => [p.name, p.peerId])),
-    )
+    const channel = this.d.sessions.open(session, self, parties)
     const ctx: JointContext = {
       channel,
       self,
@@ -119,23 +162,35 @@ export class FederatedScoring {
     }
     try {
       const X = featureMatrix(sel, part.features)
-      return await algo.predict(ctx, part, { X, rows: sel.ids.length, features: part.features })
+      return (
+        (await algo.predict(ctx, part, { X, rows: sel.ids.length, features: part.features })) ?? undefined
+      )
     } finally {
       channel.close()
     }
   }
 
-  private async load(jobId: string): Promise<{ job: JobView; part: ModelPart; self: string }> {
+  private async load(jobId: string): Promise<Loaded> {
     const job = await this.d.jobs.get(jobId)
     if (!job || job.spec.kind !== 'train' || job.spec.mode === 'hfl') {
       throw new SyndicateError('ERR_NOT_FOUND', `no vertical training job ${jobId} on this node`)
     }
     if (job.state !== 'succeeded')
       throw new SyndicateError('ERR_CONFLICT', `job ${jobId} did not succeed (${job.state})`)
+    const self = job.spec.parties.find((p) => p.peerId === this.d.host.peerId.toString())!.name
+    if (job.spec.mode === 'tee') {
+      const isHost = enclaveHostOf(job.spec)?.name === self
+      const rec = isHost
+        ? await this.d.store.sub<HostRecord>('enclave-models').get(jobId)
+        : await this.d.store.sub<OwnerRecord>('enclave-jobs').get(jobId)
+      if (!rec) throw new SyndicateError('ERR_NOT_FOUND', `no enclave record of job ${jobId} on this node`)
+      return isHost
+        ? { kind: 'tee-host', job, self, rec: rec as HostRecord }
+        : { kind: 'tee-owner', job, self, rec: rec as OwnerRecord }
+    }
     const stored = await this.d.store.sub<{ part: ModelPart }>('model-parts').get(jobId)
     if (!stored) throw new SyndicateError('ERR_NOT_FOUND', `no model part of job ${jobId} on this node`)
-    const self = job.spec.parties.find((p) => p.peerId === this.d.host.peerId.toString())!.name
-    return { job, part: stored.part, self }
+    return { kind: 'split', job, self, part: stored.part }
   }
 
   /** The dataset's rows indexed by id, kept in memory: a scoring request must not parse a file. */
