@@ -2,22 +2,31 @@
  * AES-256-GCM with a random 96-bit nonce, laid out as nonce ‖ ciphertext ‖ tag. The associated data binds a
  * box to its context (job, sender, chunk index), so a box moved to another context fails to open.
  */
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto'
+import { createCipheriv, createDecipheriv, type KeyObject, randomBytes } from 'node:crypto'
 
-const NONCE = 12
+export const AEAD_NONCE_BYTES = 12
+const NONCE = AEAD_NONCE_BYTES
 const TAG = 16
 export const AEAD_OVERHEAD = NONCE + TAG
 export const AEAD_KEY_BYTES = 32
 
-export function aeadSeal(key: Uint8Array, plain: Uint8Array, aad: Uint8Array): Uint8Array {
-  const nonce = randomBytes(NONCE)
+/**
+ * `key` may be a KeyObject (saves node's per-call key checks where many boxes use one key); `nonce` must be
+ * random, and callers sealing many boxes may draw all their nonces with one CSPRNG call.
+ */
+export function aeadSeal(
+  key: Uint8Array | KeyObject,
+  plain: Uint8Array,
+  aad: Uint8Array,
+  nonce: Uint8Array = randomBytes(NONCE),
+): Uint8Array {
   const c = createCipheriv('aes-256-gcm', key, nonce).setAAD(aad)
   const body = Buffer.concat([c.update(plain), c.final()])
   return new Uint8Array(Buffer.concat([nonce, body, c.getAuthTag()]))
 }
 
 /** Opens an `aeadSeal` box; null if it was tampered with or sealed under another key or context. */
-export function aeadOpen(key: Uint8Array, box: Uint8Array, aad: Uint8Array): Uint8Array | null {
+export function aeadOpen(key: Uint8Array | KeyObject, box: Uint8Array, aad: Uint8Array): Uint8Array | null {
   if (box.length < AEAD_OVERHEAD) return null
   try {
     const d = createDecipheriv('aes-256-gcm', key, box.subarray(0, NONCE)).setAAD(aad)

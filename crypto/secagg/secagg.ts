@@ -13,11 +13,19 @@
  *    unmask  aggregator → clients: the clients whose masked input arrived (U3)
  *  3 reveal  client → aggregator: for each w in U2, the share of b_w if w ∈ U3, else the share of s_w
  */
+import { type KeyObject, randomBytes } from 'node:crypto'
+import {
+  AEAD_NONCE_BYTES as NONCE,
+  aeadOpen as open,
+  AEAD_OVERHEAD as SEAL_OVERHEAD,
+  aeadSeal as seal,
+} from '../aead.ts'
 import type { PartyChannel } from '../channel.ts'
 import { SyndicateError } from '../errors.ts'
 import type { RingVector } from '../fixed.ts'
-import { Prg, SEED_BYTES } from '../mpc/prg.ts'
-import { ringAdd, ringSub } from '../mpc/ring.ts'
+import { SEED_BYTES } from '../mpc/prg.ts'
+import { ringAdd } from '../mpc/ring.ts'
+import { ringFromBytes, ringToBytes } from '../mpc/wire.ts'
 import {
   bytesToField,
   combineWith,
@@ -27,16 +35,8 @@ import {
   SHAMIR_PRIME,
   shamirSplit,
 } from '../shamir.ts'
-import {
-  agree,
-  type KeyPair,
-  keyPairFromSecret,
-  newKeyPair,
-  open,
-  SEAL_OVERHEAD,
-  seal,
-  selfMaskSeed,
-} from './keys.ts'
+import { agree, type KeyPair, keyPairFromSecret, newKeyPair, selfMaskSeed } from './keys.ts'
+import { addMask, subMask } from './mask.ts'
 
 export interface SecAggOptions {
   /** Unique per aggregation; prefixes tags and binds every derived key. */
@@ -107,12 +107,8 @@ const xOf = (i: number) => i + 1
 /** AAD of the share box from client index u to client index v. */
 const boxAad = (session: string, u: number, v: number) => new TextEncoder().encode(`${session}|${u}|${v}`)
 
-function maskSeed(s: KeyPair, peerS: Uint8Array, session: string): Uint8Array {
+function maskSeed(s: KeyPair, peerS: Uint8Array, session: string): KeyObject {
   return agree(s.priv, peerS, session, 'pair-mask', SEED_BYTES)
-}
-
-function bytesOf(v: RingVector): Uint8Array {
-  return new Uint8Array(v.buffer, v.byteOffset, v.byteLength)
 }
 
 /** Runs one client; resolves once its part is done (it learns nothing; the sum goes to the aggregator). */
@@ -152,8 +148,9 @@ export async function secAggClient(ch: PartyChannel, input: RingVector, o: SecAg
   const bShares = shamirSplit(b, o.threshold, u1.map(xOf))
   const held = new Map<number, { s: bigint; b: bigint }>()
   // One box key per pair serves both directions (X25519 agreement is symmetric; the AAD fixes the direction).
-  const boxKeys = new Map<number, Uint8Array>()
+  const boxKeys = new Map<number, KeyObject>()
   const boxes: Uint8Array[] = []
+  const nonces = randomBytes(NONCE * u1.length)
   u1.forEach((v, k) => {
     if (v === me) {
       held.set(me, { s: sShares[k].y, b: bShares[k].y })
@@ -162,7 +159,12 @@ export async function secAggClient(ch: PartyChannel, input: RingVector, o: SecAg
     const key = agree(c.priv, keys.get(v)!.c, o.session, 'share-box', 32)
     boxKeys.set(v, key)
     const plain = Buffer.concat([fieldToBytes(sShares[k].y), fieldToBytes(bShares[k].y)])
-    boxes.push(Buffer.concat([u16Bytes(v), seal(key, plain, boxAad(o.session, me, v))]))
+    boxes.push(
+      Buffer.concat([
+        u16Bytes(v),
+        seal(key, plain, boxAad(o.session, me, v), nonces.subarray(NONCE * k, NONCE * (k + 1))),
+      ]),
+    )
   })
   await ch.send(A, tag('shares'), Buffer.concat(boxes))
   const inbox = await ch.recv(A, tag('inbox'))
@@ -182,13 +184,13 @@ export async function secAggClient(ch: PartyChannel, input: RingVector, o: SecAg
   if (u2.length < o.threshold) throw tooFew('shared keys', u2.length, o.threshold)
 
   // Round 2: masked input. Pairwise masks cancel in the sum; the self mask hides x if s_u is ever revealed.
-  let y = ringAdd(input, new Prg(selfMaskSeed(b, o.session)).ring(o.length))
+  let y = addMask(input, selfMaskSeed(b, o.session))
   for (const v of u2) {
     if (v === me) continue
-    const m = new Prg(maskSeed(s, keys.get(v)!.s, o.session)).ring(o.length)
-    y = me < v ? ringAdd(y, m) : ringSub(y, m)
+    const seed = maskSeed(s, keys.get(v)!.s, o.session)
+    y = me < v ? addMask(y, seed) : subMask(y, seed)
   }
-  await ch.send(A, tag('masked'), bytesOf(y))
+  await ch.send(A, tag('masked'), ringToBytes(y))
 
   // Round 3: reveal exactly one secret's share per client of U2: never both for the same client.
   const um = await ch.recv(A, tag('unmask'))
@@ -291,11 +293,8 @@ export async function secAggAggregate(ch: PartyChannel, o: AggregatorOptions): P
   }
 
   let sum: RingVector = new BigUint64Array(o.length)
-  for (const p of u3) sum = ringAdd(sum, new BigUint64Array(copyAligned(masked.get(p)!)))
-  for (const p of u3) {
-    const b = secretOf(p)
-    sum = ringSub(sum, new Prg(selfMaskSeed(b, o.session)).ring(o.length))
-  }
+  for (const p of u3) sum = ringAdd(sum, ringFromBytes(masked.get(p)!, o.length, p, tag('masked')))
+  for (const p of u3) sum = subMask(sum, selfMaskSeed(secretOf(p), o.session))
   for (const p of u2) {
     if (masked.has(p)) continue
     // p dropped after sharing: rebuild its mask key and remove its pairwise masks from the survivors' inputs.
@@ -310,8 +309,8 @@ export async function secAggAggregate(ch: PartyChannel, o: AggregatorOptions): P
     }
     for (const q of u3) {
       const v = idx(q)
-      const m = new Prg(maskSeed(sw, keys.get(v)!.s, o.session)).ring(o.length)
-      sum = v < w ? ringSub(sum, m) : ringAdd(sum, m)
+      const seed = maskSeed(sw, keys.get(v)!.s, o.session)
+      sum = v < w ? subMask(sum, seed) : addMask(sum, seed)
     }
   }
   return { sum, contributors: u3 }
@@ -368,9 +367,4 @@ function u16Bytes(v: number): Uint8Array {
 
 function equal(a: Uint8Array, b: Uint8Array): boolean {
   return Buffer.compare(a, b) === 0
-}
-
-/** A copy with its own (8-byte aligned) buffer, so it can back a BigUint64Array. */
-function copyAligned(b: Uint8Array): ArrayBuffer {
-  return b.slice().buffer
 }
