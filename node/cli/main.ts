@@ -10,6 +10,7 @@ import { UsageError } from '../errors.ts'
 import { registerAuditCommands } from '../services/audit/cli.ts'
 import { registerConsortiumCommands } from './consortium.ts'
 import { registerDatasetCommands } from './datasets.ts'
+import { registerEnclaveCommands } from './enclave.ts'
 import { registerJobCommands } from './jobs.ts'
 import { registerModelCommands } from './models.ts'
 import { registerNodeCommands } from './node.ts'
@@ -24,6 +25,7 @@ export function buildProgram(extensions: Array<(program: Command) => void> = [])
   registerConsortiumCommands(program)
   registerJobCommands(program)
   registerDatasetCommands(program)
+  registerEnclaveCommands(program)
   registerAuditCommands(program)
   registerModelCommands(program)
   for (const extend of extensions) extend(program)
