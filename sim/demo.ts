@@ -2,11 +2,19 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { runUntilSignal } from '../node/cli/node.ts'
 import type { JobView } from '../node/jobs/service.ts'
 import { missingLinks, type SimConsortium, startConsortium } from './consortium.ts'
-import { type JobReport, openPolicies, registerVerticalData, runJob, verticalJob } from './scenario.ts'
+import {
+  type JobReport,
+  openPolicies,
+  registerVerticalData,
+  runJob,
+  teeJob,
+  verticalJob,
+} from './scenario.ts'
 
 /**
- * The main job a newcomer runs (`npm start`): three institutions on loopback form a consortium, register their
- * slices of the bundled credit data, and run PSI, SecureBoost and secret-shared logistic regression as jobs.
+ * The main job a newcomer runs (`npm start`): three institutions and an enclave operator on loopback form a
+ * consortium, the institutions register their slices of the bundled credit data, and run PSI, SecureBoost,
+ * secret-shared logistic regression and GBDT inside an attested enclave as jobs.
  * It prints the joint AUC next to what the label holder reaches alone, with time and bytes per party, then
  * keeps the nodes and their HTTP APIs up until Ctrl-C.
  */
@@ -16,10 +24,12 @@ export async function runDemo(
   const out = opts.out ?? process.stdout
   const t0 = performance.now()
   out.write(
-    'Starting three institution nodes on 127.0.0.1: bank-a (holds the default label), lender-b, insurer-c…\n',
+    'Starting three institution nodes on 127.0.0.1: bank-a (holds the default label), lender-b, insurer-c,\n' +
+      'and enclave-d, an operator that runs two (simulated) enclave processes…\n',
   )
   const sim = await startConsortium({
-    names: ['bank-a', 'lender-b', 'insurer-c'],
+    names: ['bank-a', 'lender-b', 'insurer-c', 'enclave-d'],
+    enclaves: { 'enclave-d': 2 },
     logLevel: opts.logLevel ?? 'warn',
   })
   const nodes = sim.nodes.map((n) => n.node)
@@ -43,6 +53,7 @@ export async function runDemo(
         'SS logistic regression (MPC)',
         verticalJob('train', 'vertical-ss-lr', 'mpc', { algorithm: SS_LR_DEALER }),
       ],
+      ['GBDT in an attested enclave (TEE)', teeJob('gbdt', 'enclave-d')],
     ] as const) {
       out.write(`▶ ${title}\n`)
       const report = await runJob(sim, 'bank-a', draft, (v) => show(title, v))
