@@ -56,8 +56,6 @@ export interface EngineLaunch {
 export const TeeParamsSchema = z.strictObject({
   testFraction: z.number().gt(0).lt(1).default(0.2),
   seed: z.number().int().optional(),
-  compareAlone: z.boolean().optional(),
-  evaluation: z.string().optional(),
   /** Options of the learning core's trainer for the chosen model kind. */
   algorithm: z.record(z.string(), z.unknown()).default({}),
 })

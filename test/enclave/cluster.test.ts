@@ -66,6 +66,13 @@ describe('enclave cluster', () => {
       /not an allowed enclave build/,
     )
     expect(c.instances()).toHaveLength(2)
+    // The IPC is schema-checked inside the enclave too: an oversized or malformed request is refused.
+    const [inst] = c.instances()
+    const big = { job: 'j', party: 'p', index: 0, box: new Uint8Array(2 * 1024 * 1024) }
+    await expect(inst.call('job.chunk', big)).rejects.toThrow(/invalid job.chunk request: box at most/)
+    await expect(inst.call('job.open', { spec: { id: 'x' } })).rejects.toThrow(/not an enclave training job/)
+    expect(inst.alive).toBe(true)
+    expect(await inst.call('inventory', {})).toMatchObject({ jobs: 0 })
   })
 
   it('trains in an enclave process; the data is gone from its heap afterwards', async () => {
