@@ -3,6 +3,7 @@
  * count and summary statistics. The rows themselves are read, summarised and dropped.
  */
 import { loadCsv } from './csv.ts'
+import type { Dataset } from './dataset.ts'
 import type { ColumnOverride, DatasetSchema } from './schema.ts'
 import { schemaHash } from './schema.ts'
 import { type DatasetStats, datasetStats } from './stats.ts'
@@ -22,12 +23,13 @@ export interface DatasetDescription {
 }
 
 export function describeDataset(file: string, opts: DescribeOptions): DatasetDescription {
-  const ds = loadCsv(file, {
-    id: opts.id,
-    label: opts.label,
-    delimiter: opts.delimiter,
-    columns: opts.schema,
-  })
+  return describeRows(
+    loadCsv(file, { id: opts.id, label: opts.label, delimiter: opts.delimiter, columns: opts.schema }),
+  )
+}
+
+/** The description of rows already loaded. */
+export function describeRows(ds: Dataset): DatasetDescription {
   return {
     schema: ds.schema,
     schemaHash: schemaHash(ds.schema),

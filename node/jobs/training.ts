@@ -2,7 +2,6 @@ import { z } from 'zod'
 import type { PartyChannel } from '../../crypto/channel.ts'
 import { SyndicateError } from '../../crypto/errors.ts'
 import { runPsi } from '../../crypto/psi/index.ts'
-import { loadCsv } from '../../learning/data/csv.ts'
 import { type Dataset, featureMatrix, subset } from '../../learning/data/dataset.ts'
 import { stratifiedSplitIndices } from '../../learning/data/split.ts'
 import type { AlgorithmRegistry } from '../../learning/joint/registry.ts'
@@ -104,11 +103,7 @@ export async function loadPartyData(
   if (!rec)
     throw new SyndicateError('ERR_DATASET_UNKNOWN', `dataset ${me.dataset} is not registered on ${ctx.self}`)
   ctx.progress({ phase: 'loading data', message: rec.name })
-  const ds = loadCsv(rec.file, {
-    id: rec.idColumn,
-    label: withLabel ? rec.labelColumn : undefined,
-    delimiter: rec.delimiter,
-  })
+  const ds = deps.datasets.load(rec, withLabel)
   if (withLabel && !ds.y)
     throw new SyndicateError(
       'ERR_DATASET_NO_LABEL',
@@ -188,7 +183,7 @@ export function trainExecutor(deps: TrainingDeps): Executor {
             'ERR_DATASET_UNKNOWN',
             `evaluation dataset ${params.evaluation} is not registered on ${ctx.self}`,
           )
-        const ev = loadCsv(rec.file, { id: rec.idColumn, label: rec.labelColumn, delimiter: rec.delimiter })
+        const ev = deps.datasets.load(rec, true)
         const scores = algo.predict(part, { X: featureMatrix(ev, features), rows: ev.ids.length, features })
         metrics = scoreMetrics(ev.y!, scores)
         metrics.rows_evaluated = ev.ids.length

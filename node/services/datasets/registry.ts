@@ -1,8 +1,12 @@
+import { statSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { Hono } from 'hono'
 import { z } from 'zod'
 import { SyndicateError } from '../../../crypto/errors.ts'
-import { type DatasetDescription, describeDataset } from '../../../learning/data/describe.ts'
+import { loadCsv } from '../../../learning/data/csv.ts'
+import type { Dataset } from '../../../learning/data/dataset.ts'
+import { type DatasetDescription, describeRows } from '../../../learning/data/describe.ts'
+import { schemaHash } from '../../../learning/data/schema.ts'
 import type { RouteDoc } from '../../http/app.ts'
 import { parseBody } from '../../http/app.ts'
 import type { NodeStore } from '../../store.ts'
@@ -48,6 +52,11 @@ const SUBLEVEL = 'datasets'
 export class DatasetRegistry {
   private readonly store: NodeStore
   private readonly onRegister: (rec: DatasetRecord) => Promise<void>
+  /**
+   * Parsed rows, kept while the file is unchanged: jobs and scoring read them without parsing the file again.
+   * Callers treat a loaded dataset as read-only (subset and featureMatrix copy).
+   */
+  private readonly loaded = new Map<string, { stamp: string; data: Dataset }>()
 
   constructor(store: NodeStore, onRegister: (rec: DatasetRecord) => Promise<void>) {
     this.store = store
@@ -58,12 +67,13 @@ export class DatasetRegistry {
     const file = resolve(req.file)
     if (await this.get(req.name))
       throw new SyndicateError('ERR_CONFLICT', `a dataset named ${req.name} is already registered`)
-    const description = describeDataset(file, {
+    const rows = loadCsv(file, {
       id: req.id,
       label: req.label,
       delimiter: req.delimiter,
-      schema: req.schema,
+      columns: req.schema,
     })
+    const description = describeRows(rows)
     const rec: DatasetRecord = {
       name: req.name,
       file,
@@ -74,8 +84,47 @@ export class DatasetRegistry {
       registeredAt: new Date().toISOString(),
     }
     await this.store.sub<DatasetRecord>(SUBLEVEL).put(req.name, rec)
+    this.loaded.set(`${rec.name}\n${!!rec.labelColumn}`, { stamp: this.stamp(rec), data: rows })
     await this.onRegister(rec)
     return rec
+  }
+
+  /**
+   * The rows of a registered dataset, parsed with its registered schema (with the label column when the
+   * caller holds the label). Parsed again only when the file changed (modification time or size).
+   */
+  load(rec: DatasetRecord, withLabel: boolean): Dataset {
+    const stamp = this.stamp(rec)
+    const key = `${rec.name}\n${withLabel}`
+    const hit = this.loaded.get(key)
+    if (hit?.stamp === stamp) return hit.data
+    const data = loadCsv(rec.file, {
+      id: rec.idColumn,
+      label: withLabel ? rec.labelColumn : undefined,
+      delimiter: rec.delimiter,
+      columns: Object.fromEntries(
+        rec.schema.columns.map((c) => [c.name, { type: c.type, nullable: c.nullable }]),
+      ),
+    })
+    if (withLabel === !!rec.labelColumn && schemaHash(data.schema) !== rec.schemaHash)
+      throw new SyndicateError(
+        'ERR_DATASET_FILE',
+        `the columns of ${rec.file} changed since dataset ${rec.name} was registered; register it again`,
+      )
+    this.loaded.set(key, { stamp, data })
+    return data
+  }
+
+  private stamp(rec: DatasetRecord): string {
+    try {
+      const st = statSync(rec.file)
+      return `${rec.schemaHash}:${st.mtimeMs}:${st.size}`
+    } catch (e) {
+      throw new SyndicateError(
+        'ERR_DATASET_FILE',
+        `the file of dataset ${rec.name} cannot be read (${(e as Error).message}); register it again`,
+      )
+    }
   }
 
   async get(name: string): Promise<DatasetRecord | undefined> {

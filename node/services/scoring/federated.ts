@@ -6,7 +6,6 @@ import type { Logger } from 'pino'
 import { z } from 'zod'
 import { SyndicateError } from '../../../crypto/errors.ts'
 import type { EnclaveCluster } from '../../../enclave/cluster.ts'
-import { loadCsv } from '../../../learning/data/csv.ts'
 import { type Dataset, featureMatrix, selectColumns, subset } from '../../../learning/data/dataset.ts'
 import type { AlgorithmRegistry } from '../../../learning/joint/registry.ts'
 import type { JointContext, ModelPart } from '../../../learning/joint/types.ts'
@@ -51,7 +50,7 @@ type Loaded =
  */
 export class FederatedScoring {
   private readonly d: FederatedScoringDeps
-  private readonly cache = new Map<string, { data: Dataset; index: Map<string, number> }>()
+  private readonly indexes = new WeakMap<Dataset, Map<string, number>>()
 
   constructor(deps: FederatedScoringDeps) {
     this.d = deps
@@ -193,17 +192,15 @@ export class FederatedScoring {
     return { kind: 'split', job, self, part: stored.part }
   }
 
-  /** The dataset's rows indexed by id, kept in memory: a scoring request must not parse a file. */
+  /** The dataset's rows (loaded once by the registry) indexed by id: a scoring request must not parse a file. */
   private dataset(rec: DatasetRecord): { data: Dataset; index: Map<string, number> } {
-    const key = `${rec.name}:${rec.schemaHash}`
-    let hit = this.cache.get(key)
-    if (!hit) {
-      const data = loadCsv(rec.file, { id: rec.idColumn, delimiter: rec.delimiter })
-      hit = { data, index: new Map(data.ids.map((id, i) => [id, i])) }
-      for (const k of this.cache.keys()) if (k.startsWith(`${rec.name}:`)) this.cache.delete(k)
-      this.cache.set(key, hit)
+    const data = this.d.datasets.load(rec, false)
+    let index = this.indexes.get(data)
+    if (!index) {
+      index = new Map(data.ids.map((id, i) => [id, i]))
+      this.indexes.set(data, index)
     }
-    return hit
+    return { data, index }
   }
 
   routes(): { app: Hono; docs: Omit<RouteDoc, 'access'>[] } {
