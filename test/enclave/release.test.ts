@@ -99,6 +99,26 @@ describe('key release inside the enclave', () => {
     expect(engine.inventory()).toMatchObject({ jobs: 0, uploads: 0, dataKeys: 0, plaintextRows: 0 })
   })
 
+  it('trains an MLP the same way', async () => {
+    const { engine, claims } = await freshEngine()
+    const spec = teeSpec('tee-mlp', bank, lender, hostM, 'mlp', {
+      seed: 2,
+      algorithm: { hidden: [8], maxEpochs: 5 },
+    })
+    engine.openJob(spec)
+    for (const [owner, data] of [
+      [bank, rows.guest],
+      [lender, rows.host],
+    ] as const) {
+      const u = await uploadFor(spec, owner, data, claims)
+      engine.upload(spec.id, owner.name, u.policy, u.wrappedKey, u.chunks.length)
+      u.chunks.forEach((c, i) => engine.chunk(spec.id, owner.name, i, c))
+    }
+    const out = await engine.run(spec.id)
+    expect(out.metrics.auc).toBeGreaterThan(0.65)
+    expect(engine.inventory()).toMatchObject({ jobs: 0, dataKeys: 0, plaintextRows: 0, models: 1 })
+  })
+
   it('releases no key when one owner’s policy excludes the algorithm', async () => {
     const { engine, claims } = await freshEngine()
     const spec = teeSpec('tee-gbdt', bank, lender, hostM, 'gbdt')
