@@ -19,7 +19,7 @@ import { call, openPolicies, registerVerticalData, teeJob } from '../sim/scenari
 import { emit, ratio } from './report.ts'
 
 /**
- * `npm run bench -- enclave [--algorithms lr,gbdt] [--attestations 20]`: enclave mode on the vertical split
+ * `npm run bench -- enclave [--algorithms lr,gbdt] [--attestations 20] [--repeat 3]`: enclave mode on the vertical split
  * (bank-a: label and 13 features; lender-b and insurer-c: 5 host features each; 30,000 customers).
  *
  * - `attestation`: one owner's attestation round trip (nonce → enclave report over IPC → platform quote →
@@ -30,7 +30,8 @@ import { emit, ratio } from './report.ts'
  *   to every party's success (negotiation, loading the registered files, attestation, upload, training).
  * The baseline of both is plaintext training on the joined data in this process with the same seed: join,
  * split, train and evaluate the same model on rows already in memory (nodes keep the rows of registered
- * datasets parsed, so neither side reads files). Target (issue 8): <= 2x.
+ * datasets parsed, so neither side reads files). Every figure is the best of `repeat` runs, the first of which
+ * also warms up the code paths of a fresh enclave process and fresh nodes. Target (issue 8): <= 2x.
  */
 const TARGET_RATIO = 2
 
@@ -69,18 +70,35 @@ function plaintext(
   return { seconds: (performance.now() - t0) / 1000, auc: a }
 }
 
+/** The best of `repeat` runs (noise on a shared machine only ever adds time). */
+async function best<T extends { seconds: number }>(
+  repeat: number,
+  run: (i: number) => Promise<T> | T,
+): Promise<T> {
+  let top: T | undefined
+  for (let i = 0; i < repeat; i++) {
+    const r = await run(i)
+    if (!top || r.seconds < top.seconds) top = r
+  }
+  return top!
+}
+
 export default async function enclave(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
     options: {
       algorithms: { type: 'string', default: 'lr,gbdt' },
       attestations: { type: 'string', default: '20' },
+      repeat: { type: 'string', default: '3' },
     },
   })
   const algorithms = values.algorithms.split(',') as ('lr' | 'gbdt')[]
-  const dir = bundledDataDir()
+  const repeat = Number(values.repeat)
   const seed = 11
-  const data = owners(dir)
+  const data = owners(bundledDataDir())
+  const baselines = new Map<string, { seconds: number; auc: number }>()
+  for (const algorithm of algorithms)
+    baselines.set(algorithm, await best(repeat, () => plaintext(data, algorithm, seed)))
 
   // In process: the cluster, three owners, no network.
   const hostKey = await generateKeyPair('Ed25519')
@@ -102,66 +120,70 @@ export default async function enclave(argv: string[]): Promise<void> {
     emit({ bench: 'enclave', case: 'attestation', seconds: per, attestations_per_s: 1 / per })
 
     for (const algorithm of algorithms) {
-      const base = plaintext(data, algorithm, seed)
-      const spec = {
-        id: `bench-${algorithm}`,
-        kind: 'train',
-        mode: 'tee',
-        algorithm,
-        params: { seed },
-        parties: [
-          ...data.map((o, i) => ({
-            name: o.name,
-            peerId: peerIdFromPrivateKey(ownerKeys[i]).toString(),
-            roles: [o.label ? 'label-holder' : 'feature-holder'],
-            dataset: 'credit-vertical',
-          })),
-          { name: 'enclave-d', peerId: hostPeer, roles: ['enclave-host'] },
-        ],
-        outputs: [{ what: 'model', to: [data[0].name] }],
-      }
-      const tStart = performance.now()
-      await cluster.openJob(spec.id, spec)
-      const attested = await Promise.all(
-        data.map(
-          async () =>
-            (await attest(verifier, book, (nonce) => cluster.evidence(spec.id, nonce), hostPeer)).claims,
-        ),
-      )
-      const tAttest = performance.now()
-      for (const [i, o] of data.entries()) {
-        const up = await prepareUpload({
-          claims: attested[i],
-          rows: o.rows,
-          signingKey: ownerKeys[i],
-          policy: {
-            job: spec.id,
-            specHash: specHashOf(spec),
-            owner: spec.parties[i].peerId,
-            party: o.name,
-            algorithms: [algorithm],
-            recipients: [data[0].name],
-            notAfter: Date.now() + 3_600_000,
-          },
-        })
-        await cluster.upload(spec.id, o.name, up.policy, up.wrappedKey, up.chunks.length)
-        for (const [k, c] of up.chunks.entries()) await cluster.chunk(spec.id, o.name, k, c)
-      }
-      const tUpload = performance.now()
-      const out = await cluster.run(spec.id)
-      const tEnd = performance.now()
-      const seconds = (tEnd - tStart) / 1000
+      const base = baselines.get(algorithm)!
+      const run = await best(repeat, async (rep) => {
+        const spec = {
+          id: `bench-${algorithm}-${rep}`,
+          kind: 'train',
+          mode: 'tee',
+          algorithm,
+          params: { seed },
+          parties: [
+            ...data.map((o, i) => ({
+              name: o.name,
+              peerId: peerIdFromPrivateKey(ownerKeys[i]).toString(),
+              roles: [o.label ? 'label-holder' : 'feature-holder'],
+              dataset: 'credit-vertical',
+            })),
+            { name: 'enclave-d', peerId: hostPeer, roles: ['enclave-host'] },
+          ],
+          outputs: [{ what: 'model', to: [data[0].name] }],
+        }
+        const tStart = performance.now()
+        await cluster.openJob(spec.id, spec)
+        const attested = await Promise.all(
+          data.map(
+            async () =>
+              (await attest(verifier, book, (nonce) => cluster.evidence(spec.id, nonce), hostPeer)).claims,
+          ),
+        )
+        const tAttest = performance.now()
+        for (const [i, o] of data.entries()) {
+          const up = await prepareUpload({
+            claims: attested[i],
+            rows: o.rows,
+            signingKey: ownerKeys[i],
+            policy: {
+              job: spec.id,
+              specHash: specHashOf(spec),
+              owner: spec.parties[i].peerId,
+              party: o.name,
+              algorithms: [algorithm],
+              recipients: [data[0].name],
+              notAfter: Date.now() + 3_600_000,
+            },
+          })
+          await cluster.upload(spec.id, o.name, up.policy, up.wrappedKey, up.chunks.length)
+          for (const [k, c] of up.chunks.entries()) await cluster.chunk(spec.id, o.name, k, c)
+        }
+        const tUpload = performance.now()
+        const out = await cluster.run(spec.id)
+        const tEnd = performance.now()
+        return {
+          seconds: (tEnd - tStart) / 1000,
+          attest_s: (tAttest - tStart) / 1000,
+          upload_s: (tUpload - tAttest) / 1000,
+          train_s: (tEnd - tUpload) / 1000,
+          auc: out.metrics.auc,
+        }
+      })
       emit({
         bench: 'enclave',
         case: `tee ${algorithm} direct (in process, 3 owners, 30000 rows)`,
-        seconds,
-        attest_s: (tAttest - tStart) / 1000,
-        upload_s: (tUpload - tAttest) / 1000,
-        train_s: (tEnd - tUpload) / 1000,
+        ...run,
         baseline_s: base.seconds,
-        ratio: ratio(seconds, base.seconds),
+        ratio: ratio(run.seconds, base.seconds),
         target: TARGET_RATIO,
-        auc: out.metrics.auc,
         auc_plaintext: base.auc,
       })
     }
@@ -180,33 +202,34 @@ export default async function enclave(argv: string[]): Promise<void> {
     await registerVerticalData(sim)
     const proposer = sim.nodes[0]
     for (const algorithm of algorithms) {
-      const base = plaintext(data, algorithm, seed)
-      const t0 = performance.now()
-      const created = await call<{ spec: { id: string } }>(
-        proposer.node,
-        proposer.token,
-        'POST',
-        '/v1/jobs',
-        teeJob(algorithm, 'enclave-d', { seed }),
-      )
-      const id = created.spec.id
-      for (;;) {
-        const views = await Promise.all(sim.nodes.map((s) => s.node.jobs.get(id)))
-        if (views.every((v) => v?.state === 'succeeded')) break
-        const bad = views.find((v) => v && ['failed', 'cancelled', 'rejected', 'expired'].includes(v.state))
-        if (bad) throw new Error(`tee job ${id} ${bad.state}: ${bad.reason}`)
-        await new Promise((r) => setTimeout(r, 10))
-      }
-      const seconds = (performance.now() - t0) / 1000
-      const view = await proposer.node.jobs.get(id)
+      const base = baselines.get(algorithm)!
+      const run = await best(repeat, async () => {
+        const t0 = performance.now()
+        const created = await call<{ spec: { id: string } }>(
+          proposer.node,
+          proposer.token,
+          'POST',
+          '/v1/jobs',
+          teeJob(algorithm, 'enclave-d', { seed }),
+        )
+        const id = created.spec.id
+        for (;;) {
+          const views = await Promise.all(sim.nodes.map((s) => s.node.jobs.get(id)))
+          if (views.every((v) => v?.state === 'succeeded')) break
+          const bad = views.find((v) => v && ['failed', 'cancelled', 'rejected', 'expired'].includes(v.state))
+          if (bad) throw new Error(`tee job ${id} ${bad.state}: ${bad.reason}`)
+          await new Promise((r) => setTimeout(r, 10))
+        }
+        const seconds = (performance.now() - t0) / 1000
+        return { seconds, auc: (await proposer.node.jobs.get(id))?.result?.metrics.auc }
+      })
       emit({
         bench: 'enclave',
         case: `tee ${algorithm} job libp2p (4 nodes, 3 owners, 30000 rows)`,
-        seconds,
+        ...run,
         baseline_s: base.seconds,
-        ratio: ratio(seconds, base.seconds),
+        ratio: ratio(run.seconds, base.seconds),
         target: TARGET_RATIO,
-        auc: view?.result?.metrics.auc,
         auc_plaintext: base.auc,
       })
     }
