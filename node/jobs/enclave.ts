@@ -260,8 +260,14 @@ async function runHost(ctx: ExecutorContext, deps: EnclaveJobDeps) {
           'upload header',
         )
         await cluster.upload(spec.id, o.name, h.policy, Buffer.from(h.wrappedKey, 'base64'), h.chunks)
-        for (let i = 0; i < h.chunks; i++)
-          await cluster.chunk(spec.id, o.name, i, await ctx.channel.recv(o.name, Tags.chunk(i)))
+        // Chunks go on to the enclave as they arrive; its replies are awaited together.
+        const forwarded: Promise<void>[] = []
+        for (let i = 0; i < h.chunks; i++) {
+          const f = cluster.chunk(spec.id, o.name, i, await ctx.channel.recv(o.name, Tags.chunk(i)))
+          f.catch(() => {}) // handled by Promise.all below; not an unhandled rejection meanwhile
+          forwarded.push(f)
+        }
+        await Promise.all(forwarded)
       }),
     )
     ran = true
