@@ -208,6 +208,21 @@ function canonicalEncode(value: unknown): Uint8Array {
   return utf8.encode(keysSorted(value) ? JSON.stringify(value) : canonicalJson(value))
 }
 
+/**
+ * A copy of `value` whose objects list their keys in sorted order, undefined members dropped: its canonical
+ * encoding is then plain JSON.stringify (the fast path above), however many times it is encoded.
+ */
+export function inCanonicalOrder<T>(value: T): T {
+  if (value === null || typeof value !== 'object') return value
+  if (Array.isArray(value)) return value.map(inCanonicalOrder) as T
+  const out: Record<string, unknown> = {}
+  for (const k of Object.keys(value).sort()) {
+    const v = (value as Record<string, unknown>)[k]
+    if (v !== undefined) out[k] = inCanonicalOrder(v)
+  }
+  return out as T
+}
+
 function keysSorted(v: unknown): boolean {
   if (v === null || typeof v !== 'object')
     return typeof v === 'string' || typeof v === 'boolean' || Number.isFinite(v)

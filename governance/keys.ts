@@ -95,20 +95,59 @@ export interface Signer {
  * key). Signing goes through node:crypto, several times faster than the pure-JS path.
  */
 export function signerFromSeed(name: string, secret: Uint8Array): Signer {
+  const seed = checkSecret(secret)
+  const publicKey = ed25519.getPublicKey(seed)
+  const member = memberFrom({ name, peerId: peerIdOf(publicKey), publicKey })
+  return { member, sign: ed25519Sign(seed, publicKey) }
+}
+
+/**
+ * Ed25519 signing with a key imported into node:crypto once (importing costs about as much as signing, and
+ * libp2p's PrivateKey.sign re-imports the key on every call). A signature asked for alone is made at once on
+ * the calling thread, the quickest answer; when several are asked for together (a group of log entries,
+ * many jobs at once) the others go to libuv's thread pool, where they cost the calling thread a third of a
+ * signature each and use the machine's other cores. `secret` as in signerFromSeed; with the 64-byte form
+ * the public key is taken from it.
+ */
+export function ed25519Sign(
+  secret: Uint8Array,
+  publicKey?: Uint8Array,
+): (message: Uint8Array) => Promise<Uint8Array> {
+  const seed = checkSecret(secret)
+  const pub = publicKey ?? (secret.byteLength === 64 ? secret.subarray(32) : ed25519.getPublicKey(seed))
+  const key = createPrivateKey({
+    key: { kty: 'OKP', crv: 'Ed25519', d: b64url(seed), x: b64url(pub) },
+    format: 'jwk',
+  })
+  let pending = 0
+  let busyTick = false
+  return (message) => {
+    if (pending === 0 && !busyTick) {
+      busyTick = true
+      queueMicrotask(() => {
+        busyTick = false
+      })
+      return Promise.resolve(new Uint8Array(sign(null, message, key)))
+    }
+    pending++
+    return new Promise((resolve, reject) =>
+      sign(null, message, key, (err, sig) => {
+        pending--
+        if (err) reject(err)
+        else resolve(new Uint8Array(sig))
+      }),
+    )
+  }
+}
+
+function checkSecret(secret: Uint8Array): Uint8Array {
   if (secret.byteLength !== 32 && secret.byteLength !== 64) {
     throw new SyndicateError(
       ERR_GOV_MEMBER,
       `an Ed25519 private key has 32 or 64 bytes, not ${secret.byteLength}`,
     )
   }
-  const seed = secret.subarray(0, 32)
-  const publicKey = ed25519.getPublicKey(seed)
-  const key = createPrivateKey({
-    key: { kty: 'OKP', crv: 'Ed25519', d: b64url(seed), x: b64url(publicKey) },
-    format: 'jwk',
-  })
-  const member = memberFrom({ name, peerId: peerIdOf(publicKey), publicKey })
-  return { member, sign: (message) => new Uint8Array(sign(null, message, key)) }
+  return secret.subarray(0, 32)
 }
 
 const keyCache = new Map<string, KeyObject | null>()

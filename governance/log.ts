@@ -17,7 +17,9 @@ import {
   ENTRY_VERSION,
   type EntryType,
   ERR_GOV_ENTRY,
+  encodeEntry,
   entrySigningBytes,
+  inCanonicalOrder,
   type LogEntry,
   originOf,
   type UnsignedEntry,
@@ -65,12 +67,30 @@ const TreeStateSchema = z.strictObject({
 })
 type TreeState = z.infer<typeof TreeStateSchema>
 
+interface QueuedAppend {
+  type: EntryType
+  body: unknown
+  jobId: string | undefined
+  resolve(entry: LogEntry): void
+  reject(e: Error): void
+}
+
+const PLACEHOLDER_SIGNATURE = '0'.repeat(128)
+
+/** `unsigned` with its signature, keys still in canonical order. */
+function withSignature(unsigned: UnsignedEntry, signature: string): LogEntry {
+  const entry: Record<string, unknown> = {}
+  for (const k of [...Object.keys(unsigned), 'signature'].sort())
+    entry[k] = k === 'signature' ? signature : unsigned[k as keyof UnsignedEntry]
+  return entry as LogEntry
+}
+
 /**
  * This node's governance log: an append-only sequence of signed entries in its LevelDB store, hashed into an
- * RFC 6962 Merkle tree. Appends are serialised, so indices stay dense under concurrent callers, and each one
- * commits entry, new tree nodes and tree state in one atomic batch: a crash leaves the log at the previous
- * or the next size, never in between. The root is kept incrementally (right-edge frontier); proofs read
- * O(log n) stored perfect-subtree hashes.
+ * RFC 6962 Merkle tree. Appends are serialised, so indices stay dense under concurrent callers, and each group
+ * of concurrent appends commits its entries, new tree nodes and tree state in one atomic batch: a crash
+ * leaves the log at the previous or the next size, never in between. The root is kept incrementally
+ * (right-edge frontier); proofs read O(log n) stored perfect-subtree hashes.
  */
 export class GovernanceLog {
   readonly origin: string
@@ -81,6 +101,7 @@ export class GovernanceLog {
   private readonly mutex = new Mutex()
   private frontier: Frontier
   private lastTime: number
+  private queued: QueuedAppend[] = []
 
   private constructor(
     store: GovernanceStore,
@@ -131,47 +152,84 @@ export class GovernanceLog {
 
   /**
    * Signs and appends an event. The body is validated against its type's schema first; an invalid one throws
-   * ERR_GOV_ENTRY and nothing is written.
+   * ERR_GOV_ENTRY and nothing is written. Appends that arrive while an earlier group is being written are
+   * committed together (group commit): signed in parallel, then written in one atomic batch, and each
+   * caller's promise resolves only once its entry is stored.
    */
   append<T extends EntryType>(type: T, body: BodyOf<T>, options: { jobId?: string } = {}): Promise<LogEntry> {
-    return this.mutex.runExclusive(async () => {
-      const time = Math.max(this.now(), this.lastTime)
-      const unsigned: UnsignedEntry = {
-        v: ENTRY_VERSION,
-        index: this.frontier.size,
-        time,
-        origin: this.origin,
-        type,
-        ...(options.jobId !== undefined ? { jobId: options.jobId } : {}),
-        body,
-        signer: this.member,
-      }
-      const spec = ENTRY_TYPES[type]
-      const bodyCheck = spec?.body.safeParse(body)
-      if (!bodyCheck?.success) {
-        const issue = bodyCheck?.error.issues[0]
-        throw new SyndicateError(
+    const spec = ENTRY_TYPES[type]
+    const bodyCheck = spec?.body.safeParse(body)
+    if (!bodyCheck?.success) {
+      const issue = bodyCheck?.error.issues[0]
+      return Promise.reject(
+        new SyndicateError(
           ERR_GOV_ENTRY,
           `cannot log ${type}: ${issue ? `${issue.path.join('.') || 'body'}: ${issue.message}` : 'unknown entry type'}`,
           { type },
+        ),
+      )
+    }
+    return new Promise((resolve, reject) => {
+      this.queued.push({ type, body, jobId: options.jobId, resolve, reject })
+      // The first of a group schedules the commit; the rest join it until it takes the mutex.
+      if (this.queued.length === 1) void this.mutex.runExclusive(() => this.commitQueued())
+    })
+  }
+
+  private async commitQueued(): Promise<void> {
+    const group = this.queued
+    this.queued = []
+    const next = this.frontier.clone()
+    let time = this.lastTime
+    const accepted: Array<{ unsigned: UnsignedEntry; item: QueuedAppend }> = []
+    for (const item of group) {
+      // Built in canonical key order once, so its three encodings (checked, signed, stored) are plain JSON.
+      const unsigned: UnsignedEntry = inCanonicalOrder({
+        v: ENTRY_VERSION,
+        index: next.size + accepted.length,
+        time: Math.max(this.now(), time),
+        origin: this.origin,
+        type: item.type,
+        ...(item.jobId !== undefined ? { jobId: item.jobId } : {}),
+        body: item.body,
+        signer: this.member,
+      })
+      // Checked with a placeholder of the signature's exact length before an index is given away for good,
+      // so a refused entry leaves no gap in the indices of the entries signed with it.
+      const checked = checkEntry(withSignature(unsigned, PLACEHOLDER_SIGNATURE))
+      if (!checked.ok) {
+        item.reject(
+          new SyndicateError(ERR_GOV_ENTRY, `cannot log ${item.type}: ${checked.reason}`, {
+            type: item.type,
+          }),
         )
+        continue
       }
-      const signature = toHex(await this.signer.sign(entrySigningBytes(unsigned)))
-      const checked = checkEntry({ ...unsigned, signature })
-      if (!checked.ok)
-        throw new SyndicateError(ERR_GOV_ENTRY, `cannot log ${type}: ${checked.reason}`, { type })
-      const next = this.frontier.clone()
-      const nodes = next.append(leafHash(checked.bytes))
+      time = unsigned.time
+      accepted.push({ unsigned, item })
+    }
+    if (accepted.length === 0) return
+    try {
+      const signatures = await Promise.all(
+        accepted.map(({ unsigned }) => this.signer.sign(entrySigningBytes(unsigned))),
+      )
+      const entries = accepted.map(({ unsigned }, i) => withSignature(unsigned, toHex(signatures[i])))
+      const ops: Array<{ type: 'put'; key: string; value: Uint8Array }> = []
+      for (const entry of entries) {
+        const bytes = encodeEntry(entry)
+        ops.push({ type: 'put', key: entryKey(entry.index), value: bytes })
+        for (const n of next.append(leafHash(bytes)))
+          ops.push({ type: 'put', key: nodeKey(n.level, n.index), value: n.hash })
+      }
       const state: TreeState = { size: next.size, frontier: next.hashes.map(toHex), lastTime: time }
-      await this.store.batch([
-        { type: 'put', key: entryKey(unsigned.index), value: checked.bytes },
-        ...nodes.map((n) => ({ type: 'put' as const, key: nodeKey(n.level, n.index), value: n.hash })),
-        { type: 'put', key: STATE_KEY, value: utf8(JSON.stringify(state)) },
-      ])
+      ops.push({ type: 'put', key: STATE_KEY, value: utf8(JSON.stringify(state)) })
+      await this.store.batch(ops)
       this.frontier = next
       this.lastTime = time
-      return checked.entry
-    })
+      for (const [i, { item }] of accepted.entries()) item.resolve(entries[i])
+    } catch (e) {
+      for (const { item } of accepted) item.reject(e as Error)
+    }
   }
 
   private checkRange(start: number, end: number, limit = this.size): void {

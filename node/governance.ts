@@ -2,7 +2,7 @@ import type { PeerId, PrivateKey } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { Hono } from 'hono'
 import type { Logger } from 'pino'
-import { type Member, memberFromPeerId, type Signer } from '../governance/keys.ts'
+import { ed25519Sign, fromHex, type Member, memberFromPeerId, type Signer } from '../governance/keys.ts'
 import { GovernanceLog } from '../governance/log.ts'
 import { localLogPeer, Witness, type WitnessResult } from '../governance/witness.ts'
 import { type ConsortiumDocument, documentHash } from '../protocol/consortium.ts'
@@ -45,7 +45,8 @@ export class Governance {
   }) {
     this.deps = { ...deps, witnessIntervalMs: deps.witnessIntervalMs ?? 10_000 }
     const member = memberFromPeerId(deps.name, deps.host.peerId.toString())
-    this.signer = { member, sign: (m) => deps.privateKey.sign(m) }
+    // Every log entry is signed: a key imported once into node:crypto, not once per signature.
+    this.signer = { member, sign: ed25519Sign(deps.privateKey.raw, fromHex(member.publicKey)) }
   }
 
   members = (): Member[] =>

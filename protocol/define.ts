@@ -1,12 +1,12 @@
 import type { Connection, Libp2p, PeerId, Stream } from '@libp2p/interface'
 import { z } from 'zod'
 import { ProtocolError, ProtocolErrorCode } from './errors.ts'
-import { readOneFrame, writeFrame } from './framing.ts'
+import { FrameBatcher, readFrames, readOneFrame, writeFrame } from './framing.ts'
 
 /**
  * A request/response protocol declared in one place: its id `/syndicate/<name>/<version>`, the schemas of both
- * messages and the largest message either side accepts. Messages are JSON in one frame each; they are
- * validated before any handler sees them.
+ * messages and the largest message either side accepts. Messages are JSON in one frame each (a multiplexed
+ * protocol: arrays of them, see below); they are validated before any handler sees them.
  */
 export interface ProtocolSpec<Req extends z.ZodType, Res extends z.ZodType> {
   id: string
@@ -16,8 +16,13 @@ export interface ProtocolSpec<Req extends z.ZodType, Res extends z.ZodType> {
   request: Req
   response: Res
   timeoutMs: number
-  /** Concurrent streams of this protocol per connection, each way. */
+  /** Concurrent streams of this protocol per connection, each way (multiplexed: requests in flight per stream). */
   maxStreams: number
+  /**
+   * Requests share one long-lived stream per peer, many in flight at once, instead of a stream each. For chatty
+   * protocols: opening a stream costs several times more than a small request on an open one.
+   */
+  multiplexed: boolean
 }
 
 export function defineProtocol<Req extends z.ZodType, Res extends z.ZodType>(def: {
@@ -28,12 +33,14 @@ export function defineProtocol<Req extends z.ZodType, Res extends z.ZodType>(def
   response: Res
   timeoutMs?: number
   maxStreams?: number
+  multiplexed?: boolean
 }): ProtocolSpec<Req, Res> {
   return {
     ...def,
     id: `/syndicate/${def.name}/${def.version}`,
     timeoutMs: def.timeoutMs ?? 10_000,
     maxStreams: def.maxStreams ?? 64,
+    multiplexed: def.multiplexed ?? false,
   }
 }
 
@@ -84,6 +91,14 @@ export async function handleProtocol<Req extends z.ZodType, Res extends z.ZodTyp
   handler: (req: z.infer<Req>, ctx: HandlerContext) => Promise<z.infer<Res>>,
   opts: { admit: (peer: PeerId) => boolean; log: ProtocolLogger },
 ): Promise<void> {
+  if (spec.multiplexed) {
+    await libp2p.handle(
+      spec.id,
+      (stream: Stream, connection: Connection) => serveMultiplexed(stream, connection, spec, handler, opts),
+      { runOnLimitedConnection: false, maxInboundStreams: 4, maxOutboundStreams: 4 },
+    )
+    return
+  }
   await libp2p.handle(
     spec.id,
     async (stream: Stream, connection: Connection) => {
@@ -147,6 +162,8 @@ export async function requestProtocol<Req extends z.ZodType, Res extends z.ZodTy
       `request of ${body.byteLength} bytes exceeds ${spec.maxMessageBytes}`,
     )
   }
+  if (spec.multiplexed)
+    return (await multiplexedClient(libp2p, peer, spec).request(body, options.signal)) as z.infer<Res>
   const signal = options.signal ?? AbortSignal.timeout(spec.timeoutMs)
   // Members run the same protocols, so the protocol choice is sent optimistically with the first frame
   // instead of costing a round trip per stream.
@@ -155,20 +172,35 @@ export async function requestProtocol<Req extends z.ZodType, Res extends z.ZodTy
     await writeFrame(stream, body, signal)
     await stream.close({ signal })
     const bytes = await withTimeout(readOneFrame(stream, spec.maxMessageBytes), spec.timeoutMs, spec.id)
-    const envelope = decodeMessage(envelopeSchemaOf(spec), bytes, `response on ${spec.id}`) as Envelope
-    if (!envelope.ok) {
-      throw new ProtocolError(
-        ProtocolErrorCode.REMOTE_ERROR,
-        `${peer} answered ${envelope.error.code}: ${envelope.error.message}`,
-        {
-          remoteCode: envelope.error.code,
-        },
-      )
-    }
-    return envelope.result as z.infer<Res>
+    return openEnvelope(
+      decodeMessage(envelopeSchemaOf(spec), bytes, `response on ${spec.id}`) as Envelope,
+      peer,
+    ) as z.infer<Res>
   } catch (e) {
     stream.abort(e as Error)
     throw e
+  }
+}
+
+function openEnvelope(envelope: Envelope, peer: PeerId): unknown {
+  if (!envelope.ok) {
+    throw new ProtocolError(
+      ProtocolErrorCode.REMOTE_ERROR,
+      `${peer} answered ${envelope.error.code}: ${envelope.error.message}`,
+      { remoteCode: envelope.error.code },
+    )
+  }
+  return envelope.result
+}
+
+function errorEnvelope(e: unknown): Envelope {
+  const err = e as Error & { code?: string }
+  return {
+    ok: false,
+    error: {
+      code: String(err.code ?? 'ERR_INTERNAL').slice(0, 64),
+      message: String(err.message).slice(0, 2000),
+    },
   }
 }
 
@@ -201,4 +233,238 @@ export async function withTimeout<T>(p: Promise<T>, ms: number, what: string): P
   } finally {
     clearTimeout(timer)
   }
+}
+
+/*
+ * Multiplexed protocols. Each side of a peer pair opens at most one stream per protocol and sends its requests
+ * on it; every frame holds a JSON array (protocol/framing.ts FrameBatcher):
+ *   request frames   [{"id": n, "req": <request>}, ...]
+ *   response frames  [{"id": n, "ok": true, "result": <response>} | {"id": n, "ok": false, "error": {...}}, ...]
+ * Requests are handled concurrently and answered in any order. A frame that is not such an array resets the
+ * stream (the caller's pending requests fail and are retried by whoever sent them); a request that does not
+ * match the schema is answered with ERR_INVALID_MESSAGE and the stream carries on.
+ */
+const MuxRequestSchema = z.array(z.object({ id: z.number().int().nonnegative(), req: z.unknown() }))
+const MuxResponseSchema = z.array(z.object({ id: z.number().int().nonnegative() }).loose())
+
+async function serveMultiplexed<Req extends z.ZodType, Res extends z.ZodType>(
+  stream: Stream,
+  connection: Connection,
+  spec: ProtocolSpec<Req, Res>,
+  handler: (req: z.infer<Req>, ctx: HandlerContext) => Promise<z.infer<Res>>,
+  opts: { admit: (peer: PeerId) => boolean; log: ProtocolLogger },
+): Promise<void> {
+  const remotePeer = connection.remotePeer
+  const peer = remotePeer.toString()
+  const writer = new FrameBatcher(stream, spec.maxMessageBytes, (e) => stream.abort(e))
+  const reply = (id: number, envelope: Envelope) => {
+    if (!writer.push(JSON.stringify({ id, ...envelope }))) {
+      const tooLarge = new ProtocolError(
+        ProtocolErrorCode.MESSAGE_TOO_LARGE,
+        'the response exceeds the limit',
+      )
+      writer.push(JSON.stringify({ id, ...errorEnvelope(tooLarge) }))
+    }
+  }
+  const inflight = new Set<Promise<void>>()
+  try {
+    for await (const frame of readFrames(stream, spec.maxMessageBytes)) {
+      // Checked per frame, not only when the stream opened: a member removed since is cut off at once.
+      if (!opts.admit(remotePeer)) {
+        opts.log.warn({ peer, protocol: spec.id }, 'refused stream from non-member')
+        stream.abort(new ProtocolError(ProtocolErrorCode.NOT_MEMBER, 'not a consortium member'))
+        return
+      }
+      for (const { id, req } of decodeMessage(MuxRequestSchema, frame, `request frame on ${spec.id}`)) {
+        // Back-pressure on a peer that floods: no more than maxStreams requests in flight per stream.
+        while (inflight.size >= spec.maxStreams) await Promise.race(inflight)
+        const parsed = spec.request.safeParse(req)
+        if (!parsed.success) {
+          const first = parsed.error.issues[0]
+          const err = new ProtocolError(
+            ProtocolErrorCode.INVALID_MESSAGE,
+            `request on ${spec.id} is invalid at ${first?.path.join('.') || '(root)'}: ${first?.message}`,
+          )
+          opts.log.warn({ peer, protocol: spec.id, code: err.code, err: err.message }, 'bad request')
+          reply(id, errorEnvelope(err))
+          continue
+        }
+        const done: Promise<void> = Promise.resolve()
+          .then(() => handler(parsed.data, { remotePeer, connection }))
+          .then((result): Envelope => ({ ok: true, result: spec.response.parse(result) }))
+          .catch(errorEnvelope)
+          .then((envelope) => reply(id, envelope))
+          .finally(() => inflight.delete(done))
+        inflight.add(done)
+      }
+    }
+  } catch (e) {
+    const err = e as Error & { code?: string }
+    // A malformed frame is the peer's fault; a reset or dropped connection (a peer restarting) is not.
+    if (err instanceof ProtocolError)
+      opts.log.warn({ peer, protocol: spec.id, code: err.code, err: err.message }, 'bad request')
+    stream.abort(err)
+    return
+  }
+  // The caller closed its side: answer what is in flight, then close ours.
+  await Promise.allSettled(inflight)
+  await writer.drained()
+  await stream.close().catch((e: Error) => stream.abort(e))
+}
+
+interface Pending {
+  resolve(value: unknown): void
+  reject(e: Error): void
+}
+
+/** One caller-side stream of a multiplexed protocol to one peer, opened on first use and dropped when it fails. */
+class MultiplexedClient {
+  private readonly spec: ProtocolSpec<z.ZodType, z.ZodType>
+  private readonly peer: PeerId
+  private readonly forget: () => void
+  private readonly pending = new Map<number, Pending>()
+  private readonly ready: Promise<FrameBatcher>
+  private stream: Stream | undefined
+  private nextId = 0
+  private failure: Error | undefined
+
+  constructor(libp2p: Libp2p, peer: PeerId, spec: ProtocolSpec<z.ZodType, z.ZodType>, forget: () => void) {
+    this.spec = spec
+    this.peer = peer
+    this.forget = forget
+    this.ready = this.open(libp2p)
+    // A failed open is reported to each request; this copy only keeps it from being an unhandled rejection.
+    this.ready.catch(() => undefined)
+  }
+
+  async request(body: Uint8Array, signal?: AbortSignal): Promise<unknown> {
+    const writer = await this.ready
+    if (this.failure) throw this.failure
+    signal?.throwIfAborted()
+    const id = this.nextId++
+    return new Promise((resolve, reject) => {
+      const settle = () => {
+        this.pending.delete(id)
+        clearTimeout(timer)
+        signal?.removeEventListener('abort', onAbort)
+      }
+      const timer = setTimeout(() => {
+        settle()
+        reject(
+          new ProtocolError(
+            ProtocolErrorCode.TIMEOUT,
+            `${this.spec.id}: no answer within ${this.spec.timeoutMs} ms`,
+          ),
+        )
+      }, this.spec.timeoutMs)
+      const onAbort = () => {
+        settle()
+        reject(signal?.reason as Error)
+      }
+      signal?.addEventListener('abort', onAbort, { once: true })
+      this.pending.set(id, {
+        resolve: (v) => {
+          settle()
+          resolve(v)
+        },
+        reject: (e) => {
+          settle()
+          reject(e)
+        },
+      })
+      // The request was validated and encoded by the caller; splice it in rather than encoding it twice.
+      if (
+        !writer.push(
+          `{"id":${id},"req":${Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString()}}`,
+        )
+      ) {
+        this.pending
+          .get(id)
+          ?.reject(
+            new ProtocolError(
+              ProtocolErrorCode.MESSAGE_TOO_LARGE,
+              `request exceeds ${this.spec.maxMessageBytes} bytes`,
+            ),
+          )
+      }
+    })
+  }
+
+  private async open(libp2p: Libp2p): Promise<FrameBatcher> {
+    try {
+      // Optimistic protocol selection, as for one-shot requests: members run the same protocols.
+      const stream = await libp2p.dialProtocol(this.peer, this.spec.id, {
+        signal: AbortSignal.timeout(this.spec.timeoutMs),
+        negotiateFully: false,
+      })
+      this.stream = stream
+      void this.read(stream)
+      return new FrameBatcher(stream, this.spec.maxMessageBytes, (e) => this.fail(e))
+    } catch (e) {
+      this.fail(e as Error)
+      throw e
+    }
+  }
+
+  private async read(stream: Stream): Promise<void> {
+    const envelope = envelopeSchemaOf(this.spec)
+    try {
+      for await (const frame of readFrames(stream, this.spec.maxMessageBytes)) {
+        for (const item of decodeMessage(MuxResponseSchema, frame, `response frame on ${this.spec.id}`)) {
+          const p = this.pending.get(item.id)
+          if (!p) continue // answered after its timeout
+          const parsed = envelope.safeParse(item)
+          if (!parsed.success) {
+            p.reject(
+              new ProtocolError(ProtocolErrorCode.INVALID_MESSAGE, `response on ${this.spec.id} is invalid`),
+            )
+            continue
+          }
+          try {
+            p.resolve(openEnvelope(parsed.data as Envelope, this.peer))
+          } catch (e) {
+            p.reject(e as Error)
+          }
+        }
+      }
+      this.fail(
+        new ProtocolError(ProtocolErrorCode.STREAM_CLOSED, `${this.peer} closed the ${this.spec.id} stream`),
+      )
+    } catch (e) {
+      this.fail(e as Error)
+    }
+  }
+
+  private fail(e: Error): void {
+    if (this.failure) return
+    this.failure = e
+    this.forget()
+    this.stream?.abort(e)
+    for (const p of [...this.pending.values()]) p.reject(e)
+  }
+}
+
+const clients = new WeakMap<Libp2p, Map<string, MultiplexedClient>>()
+
+function multiplexedClient(
+  libp2p: Libp2p,
+  peer: PeerId,
+  spec: ProtocolSpec<z.ZodType, z.ZodType>,
+): MultiplexedClient {
+  let byKey = clients.get(libp2p)
+  if (!byKey) {
+    byKey = new Map()
+    clients.set(libp2p, byKey)
+  }
+  const key = `${spec.id} ${peer}`
+  let client = byKey.get(key)
+  if (!client) {
+    const map = byKey
+    const created: MultiplexedClient = new MultiplexedClient(libp2p, peer, spec, () => {
+      if (map.get(key) === created) map.delete(key)
+    })
+    client = created
+    byKey.set(key, client)
+  }
+  return client
 }

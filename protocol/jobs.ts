@@ -213,10 +213,12 @@ export type JobMessage = z.infer<typeof JobMessageSchema>
 
 export const jobsProtocol = defineProtocol({
   name: 'jobs',
-  version: '1.0.0',
+  // 2.0.0: multiplexed (one long-lived stream per peer pair; 1.0.0 opened a stream per message).
+  version: '2.0.0',
   maxMessageBytes: 1024 * 1024,
-  // Many jobs negotiate at once; each message is a short-lived stream.
+  // Many jobs negotiate at once: their messages share one stream per peer, up to this many in flight.
   maxStreams: 1024,
+  multiplexed: true,
   request: JobMessageSchema,
   response: z.strictObject({ ok: z.literal(true), state: z.enum(JOB_STATES).optional() }),
 })

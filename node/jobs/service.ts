@@ -75,6 +75,7 @@ export interface JobServiceDeps {
 
 const SUBLEVEL = 'jobs'
 const DEFAULT_TIMEOUT_S = 3600
+const CACHE_SIZE = 4096
 
 export class JobService {
   private readonly d: JobServiceDeps
@@ -85,6 +86,15 @@ export class JobService {
   private readonly runs = new Set<Promise<void>>()
   private readonly progress = new Map<string, Progress>()
   private readonly listeners = new Set<(job: JobRecord) => void>()
+  /** Records of recent jobs, so a burst of messages does not read and parse the same record again and again. */
+  private readonly cache = new Map<string, JobRecord>()
+  /** Parsed peer ids of the parties messages go to (decoding one costs more than sending a small message). */
+  private readonly peerIds = new Map<string, PeerId>()
+  /** Saves gathered in the current turn of the event loop, written together as one batch. */
+  private pendingSaves: { jobs: Map<string, JobRecord>; written: Promise<void> } | undefined
+  private lastWrite: Promise<void> = Promise.resolve()
+  /** Jobs with a save not yet written: never evicted, so nobody reads an older state from disk. */
+  private readonly unwritten = new Map<string, number>()
   private stopped = false
 
   constructor(deps: JobServiceDeps) {
@@ -102,7 +112,8 @@ export class JobService {
     )
     for await (const [, raw] of this.jobs().iterator()) {
       const job = raw as JobRecord
-      if (!isTerminal(job.state)) await this.withJob(job.spec.id, () => this.resume(job))
+      if (!isTerminal(job.state))
+        await this.withJob(job.spec.id, async () => this.resume((await this.load(job.spec.id)) ?? job))
     }
   }
 
@@ -116,6 +127,7 @@ export class JobService {
       c.abort(new SyndicateError('ERR_NODE_STOPPING', 'the node is shutting down'))
     await Promise.allSettled([...this.runs])
     await Promise.allSettled([...this.locks.values()])
+    await this.lastWrite
   }
 
   /** Called with every job whose state changed (tests, progress displays). */
@@ -175,8 +187,7 @@ export class JobService {
     if (problem) throw new SyndicateError('ERR_INVALID_REQUEST', problem)
     if (Date.parse(spec.deadline) <= Date.now())
       throw new SyndicateError('ERR_INVALID_REQUEST', 'the deadline has already passed')
-    if (await this.jobs().get(spec.id))
-      throw new SyndicateError('ERR_CONFLICT', `a job ${spec.id} already exists`)
+    if (await this.load(spec.id)) throw new SyndicateError('ERR_CONFLICT', `a job ${spec.id} already exists`)
     const proposal: Proposal = { spec, signature: await signValue(Domains.proposal, spec, this.d.privateKey) }
     return this.withJob(spec.id, async () => {
       const job = await this.admitProposal(proposal)
@@ -232,14 +243,15 @@ export class JobService {
   }
 
   async get(id: string): Promise<JobView | undefined> {
-    const job = (await this.jobs().get(id)) as JobRecord | undefined
+    const job = await this.load(id)
     return job && this.view(job)
   }
 
   async list(filter: { state?: JobState } = {}): Promise<JobView[]> {
     const out: JobView[] = []
     for await (const [, raw] of this.jobs().iterator()) {
-      const job = raw as JobRecord
+      // The live record where there is one: it may be ahead of the disk by a write under way.
+      const job = this.cache.get((raw as JobRecord).spec.id) ?? (raw as JobRecord)
       if (!filter.state || job.state === filter.state) out.push(this.view(job))
     }
     return out.sort((a, b) => a.spec.createdAt.localeCompare(b.spec.createdAt))
@@ -291,7 +303,7 @@ export class JobService {
 
   private async onProposal(proposal: Proposal): Promise<JobRecord> {
     const { spec } = proposal
-    const existing = (await this.jobs().get(spec.id)) as JobRecord | undefined
+    const existing = await this.load(spec.id)
     if (existing) {
       if (existing.specHash !== hashSpec(spec))
         throw new SyndicateError('ERR_CONFLICT', `a different job ${spec.id} already exists here`)
@@ -324,16 +336,7 @@ export class JobService {
       updatedAt: new Date().toISOString(),
     }
     this.transition(job, 'proposed')
-    await this.save(job)
-    await this.record(job, 'job.propose', {
-      specHash: job.specHash,
-      kind: spec.kind,
-      proposer: spec.proposer,
-      parties: spec.parties.map((p) => p.peerId),
-    })
     this.transition(job, 'awaiting_approval')
-    await this.save(job)
-    this.armDeadline(job)
     const proposerName = this.d.membership.member(spec.proposer)?.name ?? spec.proposer
     const problem = this.d.executors.problem(spec)
     const decision = problem
@@ -341,17 +344,36 @@ export class JobService {
       : evaluatePolicy(this.d.policy(), spec, this.self, proposerName)
     // Proposing is the proposer's operator's approval, unless its own policy forbids the job.
     const isProposer = spec.proposer === this.self
-    if (decision.decision === 'reject') await this.castVote(job, 'reject', decision.reasons.join('; '))
-    else if (decision.decision === 'accept' || isProposer) await this.castVote(job, 'accept')
+    let vote: Vote | undefined
+    if (decision.decision === 'reject') vote = await this.signVote(job, 'reject', decision.reasons.join('; '))
+    else if (decision.decision === 'accept' || isProposer) vote = await this.signVote(job, 'accept')
     else
       this.d.log.info(
         { job: spec.id, kind: spec.kind, proposer: proposerName },
         'job waits for manual approval',
       )
+    // An automatic vote is stored and recorded together with the proposal: one write, one log group.
+    if (vote) job.votes[this.self] = vote
+    await this.save(job)
+    this.armDeadline(job)
+    await Promise.all([
+      this.record(job, 'job.propose', {
+        specHash: job.specHash,
+        kind: spec.kind,
+        proposer: spec.proposer,
+        parties: spec.parties.map((p) => p.peerId),
+      }),
+      ...(vote ? [this.record(job, 'job.vote', voteEntry(vote))] : []),
+    ])
+    if (!vote) return job
+    if (!isProposer) this.deliver(job, spec.proposer, { type: 'vote', vote })
+    else if (vote.decision === 'reject') await this.finish(job, 'rejected', rejection(proposerName, vote))
+    // A job whose only party is its proposer commits at once.
+    else if (allAccepted(job)) await this.commitVotes(job, [])
     return job
   }
 
-  private async castVote(job: JobRecord, decision: 'accept' | 'reject', reason?: string): Promise<void> {
+  private async signVote(job: JobRecord, decision: 'accept' | 'reject', reason?: string): Promise<Vote> {
     const body = {
       jobId: job.spec.id,
       specHash: job.specHash,
@@ -359,9 +381,14 @@ export class JobService {
       decision,
       ...(reason ? { reason } : {}),
     }
-    const vote: Vote = { ...body, signature: await signValue(Domains.vote, body, this.d.privateKey) }
+    return { ...body, signature: await signValue(Domains.vote, body, this.d.privateKey) }
+  }
+
+  /** An operator's decision: the proposer counts its own vote; any other party stores, records and sends it. */
+  private async castVote(job: JobRecord, decision: 'accept' | 'reject', reason?: string): Promise<void> {
+    const vote = await this.signVote(job, decision, reason)
     if (job.spec.proposer === this.self) {
-      await this.onVote(job, vote)
+      await this.acceptVote(job, vote)
     } else {
       job.votes[this.self] = vote
       await this.save(job)
@@ -370,7 +397,7 @@ export class JobService {
     }
   }
 
-  /** At the proposer: collect votes; any reject ends the job; all accepts commit it. */
+  /** At the proposer: a vote from another party, checked before it counts. */
   private async onVote(job: JobRecord, vote: Vote): Promise<void> {
     if (job.spec.proposer !== this.self) throw violation('votes go to the proposer')
     if (!job.spec.parties.some((p) => p.peerId === vote.voter))
@@ -378,53 +405,107 @@ export class JobService {
     if (vote.specHash !== job.specHash) throw violation('the vote is for a different spec')
     if (!(await verifyValue(Domains.vote, unsigned(vote), vote.voter, vote.signature)))
       throw violation('the vote signature is invalid')
+    await this.acceptVote(job, vote)
+  }
+
+  /** At the proposer: collect votes; any reject ends the job; all accepts commit it. */
+  private async acceptVote(job: JobRecord, vote: Vote): Promise<void> {
     if (job.state !== 'awaiting_approval' || job.votes[vote.voter]) return
     job.votes[vote.voter] = vote
-    await this.save(job)
-    await this.record(job, 'job.vote', voteEntry(vote))
     if (vote.decision === 'reject') {
+      await this.save(job)
+      await this.record(job, 'job.vote', voteEntry(vote))
       const name = this.d.membership.member(vote.voter)?.name ?? vote.voter
-      await this.finish(job, 'rejected', `${name} rejected: ${vote.reason ?? 'no reason given'}`)
+      await this.finish(job, 'rejected', rejection(name, vote))
       return
     }
-    if (job.spec.parties.every((p) => job.votes[p.peerId]?.decision === 'accept')) {
-      const body = {
-        jobId: job.spec.id,
-        specHash: job.specHash,
-        votes: job.spec.parties.map((p) => job.votes[p.peerId]),
-      }
-      const commit: Commit = { ...body, signature: await signValue(Domains.commit, body, this.d.privateKey) }
+    if (!allAccepted(job)) {
+      await this.save(job)
+      await this.record(job, 'job.vote', voteEntry(vote))
+      return
+    }
+    await this.commitVotes(job, [['job.vote', voteEntry(vote)]])
+  }
+
+  /**
+   * At the proposer, every party having accepted: signs the commit; the last vote (in `alsoRecord`), the
+   * commit and the start are stored in one write and recorded in one group, and the commit goes out once
+   * stored, before this party's own run starts, as the others wait on it.
+   */
+  private async commitVotes(job: JobRecord, alsoRecord: Array<[string, Record<string, unknown>]>) {
+    const body = {
+      jobId: job.spec.id,
+      specHash: job.specHash,
+      votes: job.spec.parties.map((p) => job.votes[p.peerId]),
+    }
+    const commit: Commit = { ...body, signature: await signValue(Domains.commit, body, this.d.privateKey) }
+    await this.commitAndStart(job, commit, alsoRecord, () => {
       for (const p of job.spec.parties)
         if (p.peerId !== this.self) this.deliver(job, p.peerId, { type: 'commit', commit })
-      await this.applyCommit(job, commit)
-    }
+    })
   }
 
   private async onCommit(job: JobRecord, commit: Commit): Promise<void> {
     if (commit.jobId !== job.spec.id || commit.specHash !== job.specHash)
       throw violation('the commit is for another job or spec')
-    if (!(await verifyValue(Domains.commit, unsigned(commit), job.spec.proposer, commit.signature)))
-      throw violation('the commit signature is invalid')
-    for (const p of job.spec.parties) {
+    const votes = job.spec.parties.map((p) => {
       const v = commit.votes.find((x) => x.voter === p.peerId)
-      if (!v || v.decision !== 'accept' || v.jobId !== job.spec.id || v.specHash !== job.specHash) {
+      if (v?.decision !== 'accept' || v.jobId !== job.spec.id || v.specHash !== job.specHash)
         throw violation(`the commit lacks an accepting vote of ${p.name}`)
-      }
-      if (!(await verifyValue(Domains.vote, unsigned(v), v.voter, v.signature)))
-        throw violation(`the vote of ${p.name} in the commit is invalid`)
-    }
+      return v
+    })
     if (commit.votes.length !== job.spec.parties.length)
       throw violation('the commit carries votes of non-parties')
+    // All signatures checked at once (on the thread pool). This party's own vote, byte for byte the one it
+    // signed and kept, needs no check.
+    const mine = job.votes[this.self]
+    const checks = await Promise.all([
+      verifyValue(Domains.commit, unsigned(commit), job.spec.proposer, commit.signature),
+      ...votes.map((v) => sameVote(v, mine) || verifyValue(Domains.vote, unsigned(v), v.voter, v.signature)),
+    ])
+    if (!checks[0]) throw violation('the commit signature is invalid')
+    const bad = votes.findIndex((_, i) => !checks[i + 1])
+    if (bad >= 0) throw violation(`the vote of ${job.spec.parties[bad].name} in the commit is invalid`)
     if (job.state !== 'awaiting_approval') return
     await this.applyCommit(job, commit)
   }
 
   private async applyCommit(job: JobRecord, commit: Commit): Promise<void> {
+    await this.commitAndStart(job, commit, [], () => undefined)
+  }
+
+  /**
+   * With the job's lock held: takes the commit, and unless the node is stopping goes straight on to `running`,
+   * so both states are one write and the commit, the start (and `alsoRecord`, recorded first) one log group;
+   * `stored` runs once the write is done. Then starts the executor, outside the lock. A cancel or the deadline
+   * waits for the lock and then finds the run's abort controller; a shutdown meanwhile stops it from starting.
+   */
+  private async commitAndStart(
+    job: JobRecord,
+    commit: Commit,
+    alsoRecord: Array<[string, Record<string, unknown>]>,
+    stored: () => void,
+  ): Promise<void> {
+    const id = job.spec.id
+    const ctl = new AbortController()
+    if (!this.stopped) this.running.set(id, ctl)
     job.commit = commit
     this.transition(job, 'committed')
+    if (!this.stopped) this.transition(job, 'running')
     await this.save(job)
-    await this.record(job, 'job.commit', { specHash: job.specHash })
-    const run = this.run(job.spec.id)
+    stored()
+    await Promise.all([
+      ...alsoRecord.map(([type, body]) => this.record(job, type, body)),
+      this.record(job, 'job.commit', { specHash: job.specHash }),
+      ...(job.state === 'running' ? [this.record(job, 'job.start', { specHash: job.specHash })] : []),
+    ])
+    if (job.state !== 'running') return
+    if (this.stopped) {
+      // Shut down meanwhile: the job stays `running` on disk, exactly as after a crash; the restart fails it.
+      this.running.delete(id)
+      return
+    }
+    const run = this.execute(job, ctl)
     this.runs.add(run)
     void run.finally(() => this.runs.delete(run))
   }
@@ -470,23 +551,8 @@ export class JobService {
 
   // ---- running ---------------------------------------------------------------------------------------------
 
-  private async run(id: string): Promise<void> {
-    // Registered before the first await, so a cancel, deadline or shutdown arriving while the run starts
-    // still reaches it.
-    const ctl = new AbortController()
-    this.running.set(id, ctl)
-    const job = await this.withJob(id, async () => {
-      const j = await this.mustGet(id)
-      if (j.state !== 'committed' || this.stopped || ctl.signal.aborted) return undefined
-      this.transition(j, 'running')
-      await this.save(j)
-      await this.record(j, 'job.start', { specHash: j.specHash })
-      return j
-    })
-    if (!job) {
-      this.running.delete(id)
-      return
-    }
+  private async execute(job: JobRecord, ctl: AbortController): Promise<void> {
+    const id = job.spec.id
     const parties = Object.fromEntries(job.spec.parties.map((p) => [p.name, p.peerId]))
     const self = job.spec.parties.find((p) => p.peerId === this.self)!.name
     let channel: ReturnType<SessionService['open']> | undefined
@@ -555,6 +621,20 @@ export class JobService {
     clearTimeout(this.timers.get(job.spec.id))
     this.timers.delete(job.spec.id)
     this.progress.delete(job.spec.id)
+    // The outcome is signed first, so the end state and what this party tells the others are one write.
+    let outcome: Outcome | undefined
+    if (!opts.silent) {
+      const body = {
+        jobId: job.spec.id,
+        specHash: job.specHash,
+        party: this.self,
+        state: state as Outcome['state'],
+        ...(reason ? { reason: reason.slice(0, 1000) } : {}),
+        ...(job.result ? { resultHash: job.result.resultHash } : {}),
+      }
+      outcome = { ...body, signature: await signValue(Domains.outcome, body, this.d.privateKey) }
+      job.outcomes[this.self] = outcome
+    }
     await this.save(job)
     if (state === 'failed' || state === 'expired' || state === 'rejected') {
       await this.record(job, 'job.fail', {
@@ -564,18 +644,7 @@ export class JobService {
       })
     }
     this.d.log.info({ job: job.spec.id, state, reason }, 'job ended')
-    if (opts.silent) return
-    const body = {
-      jobId: job.spec.id,
-      specHash: job.specHash,
-      party: this.self,
-      state: state as Outcome['state'],
-      ...(reason ? { reason: reason.slice(0, 1000) } : {}),
-      ...(job.result ? { resultHash: job.result.resultHash } : {}),
-    }
-    const outcome: Outcome = { ...body, signature: await signValue(Domains.outcome, body, this.d.privateKey) }
-    job.outcomes[this.self] = outcome
-    await this.save(job)
+    if (!outcome) return
     for (const p of job.spec.parties)
       if (p.peerId !== this.self) this.deliver(job, p.peerId, { type: 'outcome', outcome })
   }
@@ -633,10 +702,16 @@ export class JobService {
   /** Sends `msg` to `peer`, retrying with backoff until it is taken, refused, or the job's deadline passes. */
   private deliver(job: JobRecord, peer: string, msg: JobMessage): void {
     const deadline = Date.parse(job.spec.deadline)
+    let peerId = this.peerIds.get(peer)
+    if (!peerId) {
+      peerId = peerIdFromString(peer)
+      this.peerIds.set(peer, peerId)
+    }
+    const to = peerId
     const attempt = async (delay: number): Promise<void> => {
       if (this.stopped || Date.now() > deadline) return
       try {
-        await requestProtocol(this.d.host, peerIdFromString(peer), jobsProtocol, msg)
+        await requestProtocol(this.d.host, to, jobsProtocol, msg)
       } catch (e) {
         const err = e as SyndicateError
         if (err.code === ProtocolErrorCode.REMOTE_ERROR) {
@@ -664,9 +739,61 @@ export class JobService {
     job.history.push({ state, at: job.updatedAt, ...(reason !== undefined ? { reason } : {}) })
   }
 
-  private async save(job: JobRecord): Promise<void> {
-    await this.jobs().put(job.spec.id, job)
-    for (const fn of this.listeners) fn(job)
+  /**
+   * Persists `job`; resolves once it is written. Saves made in the same turn of the event loop share one
+   * LevelDB batch (a job saved twice is written once, in its latest state), and batches are written one
+   * after the other, so a job's stored state never goes back. Listeners hear of a change once it is stored.
+   */
+  private save(job: JobRecord): Promise<void> {
+    this.remember(job)
+    let batch = this.pendingSaves
+    if (!batch) {
+      const jobs = new Map<string, JobRecord>()
+      const previous = this.lastWrite
+      const written = new Promise<void>((resolve) => setImmediate(resolve))
+        .then(async () => {
+          if (this.pendingSaves?.jobs === jobs) this.pendingSaves = undefined
+          await previous
+          await this.jobs().batch([...jobs.values()].map((j) => ({ type: 'put', key: j.spec.id, value: j })))
+          for (const j of jobs.values()) for (const fn of this.listeners) fn(j)
+        })
+        .finally(() => {
+          for (const id of jobs.keys()) {
+            const n = (this.unwritten.get(id) ?? 1) - 1
+            if (n > 0) this.unwritten.set(id, n)
+            else this.unwritten.delete(id)
+          }
+        })
+      this.lastWrite = written.catch(() => undefined)
+      batch = { jobs, written }
+      this.pendingSaves = batch
+    }
+    if (!batch.jobs.has(job.spec.id))
+      this.unwritten.set(job.spec.id, (this.unwritten.get(job.spec.id) ?? 0) + 1)
+    batch.jobs.set(job.spec.id, job)
+    return batch.written
+  }
+
+  private async load(id: string): Promise<JobRecord | undefined> {
+    const cached = this.cache.get(id)
+    if (cached) return cached
+    const job = (await this.jobs().get(id)) as JobRecord | undefined
+    // Another caller may have loaded (and changed) it meanwhile: there is one record object per job.
+    const again = this.cache.get(id)
+    if (again) return again
+    if (job) this.remember(job)
+    return job
+  }
+
+  private remember(job: JobRecord): void {
+    if (this.cache.get(job.spec.id) === job) return
+    this.cache.set(job.spec.id, job)
+    // Only ended jobs leave the cache, so an unfinished job always has exactly one live record object.
+    if (this.cache.size <= CACHE_SIZE) return
+    for (const [id, j] of this.cache) {
+      if (this.cache.size <= CACHE_SIZE) break
+      if (isTerminal(j.state) && !this.unwritten.has(id) && !this.locks.has(id)) this.cache.delete(id)
+    }
   }
 
   private async record(job: JobRecord, type: string, body: Record<string, unknown>): Promise<void> {
@@ -687,7 +814,7 @@ export class JobService {
   }
 
   private async mustGet(id: string): Promise<JobRecord> {
-    const job = (await this.jobs().get(id)) as JobRecord | undefined
+    const job = await this.load(id)
     if (!job) throw new SyndicateError('ERR_NOT_FOUND', `no job ${id} on this node`)
     return job
   }
@@ -732,6 +859,27 @@ function voteEntry(v: Vote) {
     decision: v.decision,
     ...(v.reason ? { reason: v.reason.slice(0, 1000) } : {}),
   }
+}
+
+function allAccepted(job: JobRecord): boolean {
+  return job.spec.parties.every((p) => job.votes[p.peerId]?.decision === 'accept')
+}
+
+function rejection(name: string, vote: Vote): string {
+  return `${name} rejected: ${vote.reason ?? 'no reason given'}`
+}
+
+/** Field for field the vote `mine` (signed here and kept), signature included. */
+function sameVote(v: Vote, mine: Vote | undefined): boolean {
+  return (
+    mine !== undefined &&
+    v.signature === mine.signature &&
+    v.jobId === mine.jobId &&
+    v.specHash === mine.specHash &&
+    v.voter === mine.voter &&
+    v.decision === mine.decision &&
+    v.reason === mine.reason
+  )
 }
 
 function violation(message: string): SyndicateError {

@@ -3,6 +3,7 @@ import { startNode } from '../../node/daemon.ts'
 import { loadIdentity } from '../../node/identity.ts'
 import type { JobView } from '../../node/jobs/service.ts'
 import { requestProtocol } from '../../protocol/define.ts'
+import { readFrames, writeFrame } from '../../protocol/framing.ts'
 import { Domains, jobsProtocol, unsigned } from '../../protocol/jobs.ts'
 import { signValue } from '../../protocol/signing.ts'
 import { type SimConsortium, startConsortium, waitForMesh } from '../../sim/consortium.ts'
@@ -133,7 +134,10 @@ describe('jobs between three members', () => {
     try {
       const done = await propose(0, {})
       const finished = await waitForJob(node(0), done.spec.id, ['awaiting_approval', 'succeeded'])
-      await api(node(1), token(1), 'POST', `/v1/jobs/${done.spec.id}/approve`)
+      // Approve only once lender-b holds the proposal: it may still be on its way.
+      await waitForJob(node(1), done.spec.id, ['awaiting_approval'])
+      const approved = await api(node(1), token(1), 'POST', `/v1/jobs/${done.spec.id}/approve`)
+      expect(approved.status, JSON.stringify(approved.body)).toBe(200)
       const first = await waitForJob(node(0), done.spec.id, ['succeeded'])
       expect(finished.spec.id).toBe(first.spec.id)
       const target = await propose(0, {})
@@ -185,6 +189,68 @@ describe('jobs between three members', () => {
     } finally {
       await setPolicy(1, { approval: 'auto' })
     }
+  })
+
+  it('job messages share one stream per peer; a bad request is answered alone, garbage resets only its stream', async () => {
+    const from = node(1)
+    const cancelFor = (jobId: string) => ({
+      type: 'cancel' as const,
+      cancel: {
+        jobId,
+        specHash: 'ab'.repeat(32),
+        by: from.peerId.toString(),
+        reason: 'test',
+        signature: `${'A'.repeat(86)}==`,
+      },
+    })
+    // Sixty requests at once, each answered with its own job's error: answers are matched to their requests.
+    const answers = await Promise.allSettled(
+      Array.from({ length: 60 }, (_, i) =>
+        requestProtocol(from.host, node(0).peerId, jobsProtocol, cancelFor(`unknown-${i}`)),
+      ),
+    )
+    for (const [i, a] of answers.entries()) {
+      expect(a.status).toBe('rejected')
+      expect(String((a as PromiseRejectedResult).reason.message)).toMatch(
+        new RegExp(`ERR_NOT_FOUND: no job unknown-${i} on`),
+      )
+    }
+    const outbound = from.host
+      .getConnections(node(0).peerId)
+      .flatMap((c) => c.streams)
+      .filter((st) => st.protocol === jobsProtocol.id && st.direction === 'outbound')
+    expect(outbound.length).toBe(1)
+
+    // A raw stream: one frame with a request outside the schema and a valid one; both are answered.
+    const stream = await from.host.dialProtocol(node(0).peerId, jobsProtocol.id)
+    const frames = readFrames(stream, jobsProtocol.maxMessageBytes)
+    await writeFrame(
+      stream,
+      new TextEncoder().encode(
+        JSON.stringify([
+          { id: 1, req: { type: 'teleport' } },
+          { id: 2, req: cancelFor('unknown-raw') },
+        ]),
+      ),
+    )
+    const replies = new Map<number, { ok: boolean; error?: { code: string } }>()
+    while (replies.size < 2) {
+      const next = await frames.next()
+      if (next.done) throw new Error('stream ended before both answers')
+      for (const r of JSON.parse(new TextDecoder().decode(next.value))) replies.set(r.id, r)
+    }
+    expect(replies.get(1)).toMatchObject({ ok: false, error: { code: 'ERR_INVALID_MESSAGE' } })
+    expect(replies.get(2)).toMatchObject({ ok: false, error: { code: 'ERR_NOT_FOUND' } })
+    // A frame that is not a request array resets that stream only; the node keeps answering.
+    await writeFrame(stream, new TextEncoder().encode('not json'))
+    await expect(
+      (async () => {
+        for (;;) if ((await frames.next()).done) throw new Error('closed without a reset')
+      })(),
+    ).rejects.toThrow()
+    await expect(
+      requestProtocol(from.host, node(0).peerId, jobsProtocol, cancelFor('unknown-after')),
+    ).rejects.toThrow(/no job unknown-after/)
   })
 
   it('bad drafts get 400 with the problem; unknown jobs 404', async () => {

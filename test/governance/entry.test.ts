@@ -41,6 +41,22 @@ const SAMPLES: { [T in EntryType]: { body: BodyOf<T>; jobId?: string } } = {
   'policy.change': { body: { policyHash: h, summary: 'accept LR jobs from members' } },
   'privacy.spend': { body: { datasetId: 'loans-2024', epsilon: 0.5, delta: 1e-6 }, jobId: 'j1' },
   attestation: { body: { enclaveId: 'enc-1', measurement: h, evidenceHash: h, verdict: 'trusted' } },
+  'enclave.destroyed': {
+    body: {
+      record: {
+        v: 1,
+        job: 'j1',
+        specHash: h,
+        instanceId: 'enc-1',
+        measurement: h,
+        owners: [{ party: 'bank-a', uploadHash: h, rows: 1200 }],
+        destroyedAt: 1,
+      },
+      enclaveKey: 'cd'.repeat(64),
+      signature: `${'B'.repeat(86)}==`,
+    },
+    jobId: 'j1',
+  },
 }
 
 async function signed(type: EntryType, body: unknown, jobId?: string): Promise<LogEntry> {

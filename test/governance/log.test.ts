@@ -97,6 +97,42 @@ describe('GovernanceLog', () => {
     expect((await log.checkpoints()).length).toBe(notes.length)
   })
 
+  it('commits concurrent appends as a group: a refused entry fails alone and leaves no gap', async () => {
+    const log = await openLog()
+    const results = await Promise.allSettled([
+      log.append('dataset.register', { datasetId: 'a', schemaHash: hash('a') }),
+      // A valid body, but job.start needs a job id: refused when the group is assembled.
+      log.append('job.start', { specHash: hash('x') }),
+      log.append('job.start', { specHash: hash('y') }, { jobId: 'job-7' }),
+    ])
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled'])
+    expect(isSyndicateError((results[1] as PromiseRejectedResult).reason, 'ERR_GOV_ENTRY')).toBe(true)
+    expect(results.flatMap((r) => (r.status === 'fulfilled' ? [r.value.index] : []))).toEqual([0, 1])
+    expect(log.size).toBe(2)
+    const raw = await log.rawEntries(0, 2)
+    expect(raw.map((b) => decodeEntry(b).ok)).toEqual([true, true])
+    expect(Buffer.from(log.root()).equals(Buffer.from(rootFromLeafHashes(raw.map(leafHash))))).toBe(true)
+  })
+
+  it('writes nothing of a group whose signing fails, and carries on with the next', async () => {
+    let failing = true
+    const flaky = {
+      member: alice.member,
+      sign: (m: Uint8Array) =>
+        failing ? Promise.reject(new Error('signing device offline')) : alice.sign(m),
+    }
+    const log = await GovernanceLog.open({ db: await dbs.open(), consortiumId: 'credit-club', signer: flaky })
+    const group = await Promise.allSettled(
+      [1, 2, 3].map((i) => log.append('dataset.register', { datasetId: `d${i}`, schemaHash: hash(`${i}`) })),
+    )
+    expect(group.map((r) => r.status)).toEqual(['rejected', 'rejected', 'rejected'])
+    expect(log.size).toBe(0)
+    failing = false
+    const next = await log.append('dataset.register', { datasetId: 'd4', schemaHash: hash('4') })
+    expect(next.index).toBe(0)
+    expect(decodeEntry((await log.rawEntries(0, 1))[0]).ok).toBe(true)
+  })
+
   it('refuses bodies outside the schema and writes nothing', async () => {
     const log = await openLog()
     const reject = async (p: Promise<unknown>) => {
