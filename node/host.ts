@@ -1,7 +1,7 @@
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { identify } from '@libp2p/identify'
-import type { Libp2p, PeerId } from '@libp2p/interface'
+import type { ComponentLogger, Libp2p, Logger as Libp2pLogger, PeerId } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
@@ -17,6 +17,18 @@ import type { Membership } from './membership.ts'
  * only. The gater runs after the Noise handshake has authenticated the remote's peer id and before the
  * connection is upgraded, so a non-member's streams never reach a handler.
  */
+/**
+ * libp2p's default logger builds a (disabled) debug logger for every component and every stream; without
+ * DEBUG set, one shared no-op logger serves them all. With DEBUG, libp2p's own loggers apply as usual.
+ */
+const noop: Libp2pLogger = Object.assign(() => {}, {
+  error: () => {},
+  trace: () => {},
+  enabled: false,
+  newScope: () => noop,
+})
+const QUIET_LOGGER: ComponentLogger = { forComponent: () => noop }
+
 export async function createHost(opts: {
   identity: Identity
   config: NodeConfig
@@ -31,6 +43,7 @@ export async function createHost(opts: {
   }
   return createLibp2p({
     privateKey: opts.identity.privateKey,
+    ...(process.env.DEBUG ? {} : { logger: QUIET_LOGGER }),
     addresses: {
       listen: opts.config.listen,
       announce: opts.config.announce.length > 0 ? opts.config.announce : undefined,
