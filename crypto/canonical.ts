@@ -13,6 +13,19 @@ export function canonicalBytes(value: unknown): Uint8Array {
   return new TextEncoder().encode(canonicalJson(value))
 }
 
+/**
+ * What gets signed: a domain-separation line `syndicate/<domain>` and the value's canonical JSON, so that a
+ * signature made for one kind of object never verifies as another.
+ */
+export function signingBytes(domain: string, value: unknown): Uint8Array {
+  const prefix = new TextEncoder().encode(`syndicate/${domain}\n`)
+  const body = canonicalBytes(value)
+  const out = new Uint8Array(prefix.length + body.length)
+  out.set(prefix)
+  out.set(body, prefix.length)
+  return out
+}
+
 function serialise(value: unknown, path: string): string {
   if (value === null) return 'null'
   switch (typeof value) {

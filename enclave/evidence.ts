@@ -14,7 +14,7 @@
 import { sha256 } from '@noble/hashes/sha2.js'
 import { bytesToHex, concatBytes, hexToBytes } from '@noble/hashes/utils.js'
 import { z } from 'zod'
-import { canonicalBytes } from '../crypto/canonical.ts'
+import { canonicalBytes, signingBytes } from '../crypto/canonical.ts'
 
 export const Hex32 = z.string().regex(/^[0-9a-f]{64}$/)
 const HexKey = z.string().regex(/^[0-9a-f]{128}$/, 'an X25519 ‖ Ed25519 public key pair in hex')
@@ -54,7 +54,7 @@ export function reportData(publicKey: Uint8Array, nonce: Uint8Array): string {
 }
 
 export function evidenceSigningBytes(body: EvidenceBody): Uint8Array {
-  return concatBytes(new TextEncoder().encode('syndicate/enclave/evidence/v1\n'), canonicalBytes(body))
+  return signingBytes('enclave/evidence/v1', body)
 }
 
 export function platformCertBytes(platformKeyHex: string): Uint8Array {

@@ -8,9 +8,9 @@
 import type { PrivateKey } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { sha256 } from '@noble/hashes/sha2.js'
-import { bytesToHex, concatBytes } from '@noble/hashes/utils.js'
+import { bytesToHex } from '@noble/hashes/utils.js'
 import { z } from 'zod'
-import { canonicalBytes } from '../crypto/canonical.ts'
+import { canonicalBytes, signingBytes } from '../crypto/canonical.ts'
 import { SyndicateError } from '../crypto/errors.ts'
 import { Hex32 } from './evidence.ts'
 
@@ -47,7 +47,7 @@ export const SignedUsagePolicySchema = z.strictObject({
 export type SignedUsagePolicy = z.infer<typeof SignedUsagePolicySchema>
 
 function policyBytes(p: UsagePolicy): Uint8Array {
-  return concatBytes(new TextEncoder().encode('syndicate/enclave/usage-policy/v1\n'), canonicalBytes(p))
+  return signingBytes('enclave/usage-policy/v1', p)
 }
 
 /** The associated data a data key is wrapped under: the hash of the policy it is released by. */

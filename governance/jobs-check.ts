@@ -1,8 +1,15 @@
+import { createHash } from 'node:crypto'
+import { canonicalBytes, signingBytes } from '../crypto/canonical.ts'
 import { type LogEntry, parseOrigin } from './entry.ts'
+import { verifySignature } from './keys.ts'
+
+/** The domain enclaves sign their "destroyed" records under (enclave/runtime/engine.ts DESTROYED_DOMAIN). */
+const DESTROYED_DOMAIN = 'enclave/destroyed/v1'
 
 /**
  * The story of each job as the logs tell it, and the check that the parties' logs agree: same spec hash,
- * the same vote for every voter two logs both recorded, the same result and model hash.
+ * the same vote for every voter two logs both recorded, the same result and model hash, and for enclave jobs
+ * the same "destroyed" record, signed by the enclave key it names.
  */
 
 /** A verification failure: which bundle (input position), its log, and the first bad entry if any. */
@@ -19,6 +26,8 @@ export interface JobView {
   parties?: string[]
   votes: Map<string, { decision: string; index: number }>
   result?: { modelHash?: string; resultHash?: string; index: number }
+  /** Digest of the enclave's signed "destroyed" record (record, key and signature). */
+  destroyed?: { digest: string; index: number }
 }
 
 export interface LogState {
@@ -55,6 +64,20 @@ export function recordJob(state: LogState, e: LogEntry): string | undefined {
       return `job ${e.jobId}: ${body.voter} voted ${body.decision} after ${prior.decision} (entry ${prior.index})`
     }
     job.votes.set(body.voter, { decision: body.decision, index: e.index })
+  }
+  if (e.type === 'enclave.destroyed') {
+    const d = e.body as { record: unknown; enclaveKey: string; signature: string }
+    const signed = verifySignature(
+      d.enclaveKey.slice(64),
+      signingBytes(DESTROYED_DOMAIN, d.record),
+      Buffer.from(d.signature, 'base64'),
+    )
+    if (!signed)
+      return `job ${e.jobId}: the enclave's "destroyed" record is not signed by the enclave key it names`
+    const digest = createHash('sha256').update(canonicalBytes(d)).digest('hex')
+    if (job.destroyed && job.destroyed.digest !== digest)
+      return `job ${e.jobId}: a second, different "destroyed" record (the first is entry ${job.destroyed.index})`
+    job.destroyed ??= { digest, index: e.index }
   }
   if (e.type === 'job.result') {
     if (job.result) return `job ${e.jobId}: a second result (the first is entry ${job.result.index})`
@@ -94,6 +117,12 @@ export function crossCheckJobs(states: readonly LogState[], failures: Failure[],
           )
         }
       }
+      const [x, y] = [first.job.destroyed, job.destroyed]
+      if (x && y && x.digest !== y.digest)
+        where(
+          y.index,
+          `job ${id}: the enclave's "destroyed" record differs from the one in ${first.s.origin}`,
+        )
       const [a, b] = [first.job.result, job.result]
       for (const field of ['resultHash', 'modelHash'] as const) {
         if (a?.[field] !== undefined && b?.[field] !== undefined && a[field] !== b[field]) {

@@ -1,6 +1,6 @@
 import type { PrivateKey } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { canonicalBytes } from '../crypto/canonical.ts'
+import { signingBytes } from '../crypto/canonical.ts'
 import { ed25519Sign, toHex, verifySignatureAsync } from '../governance/keys.ts'
 
 /**
@@ -8,14 +8,7 @@ import { ed25519Sign, toHex, verifySignatureAsync } from '../governance/keys.ts'
  * object's canonical JSON, so a signature made for one kind of object never verifies as another. Ed25519 peer
  * ids embed the public key, so a signature is checked against the peer id alone.
  */
-export function signingBytes(domain: string, value: unknown): Uint8Array {
-  const prefix = new TextEncoder().encode(`syndicate/${domain}\n`)
-  const body = canonicalBytes(value)
-  const out = new Uint8Array(prefix.length + body.length)
-  out.set(prefix)
-  out.set(body, prefix.length)
-  return out
-}
+export { signingBytes }
 
 // libp2p's PrivateKey.sign imports the key into node:crypto on every call; a job costs a dozen signatures.
 const signers = new WeakMap<PrivateKey, (message: Uint8Array) => Promise<Uint8Array>>()

@@ -12,7 +12,7 @@ import { bytesToHex, concatBytes, hexToBytes, utf8ToBytes } from '@noble/hashes/
 import { z } from 'zod'
 import { aeadOpen, aeadSeal } from '../../crypto/aead.ts'
 import { type BoxKeyPair, newBoxKeyPair, openBox, sealBox } from '../../crypto/box.ts'
-import { canonicalBytes } from '../../crypto/canonical.ts'
+import { canonicalBytes, signingBytes } from '../../crypto/canonical.ts'
 import { SyndicateError } from '../../crypto/errors.ts'
 import { x25519PrivateKey, x25519RawPublic } from '../../crypto/psi/x25519.ts'
 import { type Dataset, featureMatrix, joinOnId } from '../../learning/data/dataset.ts'
@@ -71,8 +71,11 @@ export interface DestroyedRecord {
   destroyedAt: number
 }
 
+/** Signed with the cluster's Ed25519 key; the governance log's audit checks it with the same domain. */
+export const DESTROYED_DOMAIN = 'enclave/destroyed/v1'
+
 export function destroyedBytes(r: DestroyedRecord): Uint8Array {
-  return concatBytes(new TextEncoder().encode('syndicate/enclave/destroyed/v1\n'), canonicalBytes(r))
+  return signingBytes(DESTROYED_DOMAIN, r)
 }
 
 export interface JobOutputs {

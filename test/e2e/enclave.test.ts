@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { verifyBundles } from '../../governance/verify.ts'
 import { type Dataset, joinOnId, selectColumns, subset } from '../../learning/data/dataset.ts'
 import { stratifiedSplit } from '../../learning/data/split.ts'
 import { auc } from '../../learning/metrics/ranking.ts'
@@ -77,6 +78,19 @@ describe('enclave (tee) training jobs', () => {
       expect(types, n.name).toContain('enclave.destroyed')
       if (n.name !== 'enclave-d') expect(types, n.name).toContain('attestation')
     }
+    // An auditor holding every member's log sees one story, the same signed destruction record included.
+    const bundles = []
+    for (const n of sim.nodes) {
+      await n.node.governance.checkpointNow()
+      const t = await call<{ token: string }>(n.node, n.token, 'POST', '/v1/tokens', {
+        role: 'auditor',
+        label: 'a',
+      })
+      bundles.push(await call(n.node, t.token, 'GET', '/v1/audit/export'))
+    }
+    const audit = await verifyBundles(bundles)
+    expect(audit.failures).toEqual([])
+    expect(audit.jobs.sharedAcrossLogs).toBeGreaterThan(0)
     // The enclave processes hold nothing of the job any more.
     const info = await call<{ instances: Array<{ holds: Record<string, number> }> }>(
       node('enclave-d').node,
@@ -114,7 +128,7 @@ describe('enclave (tee) training jobs', () => {
     )
     const model = (await node('bank-a').node.store.sub<OwnerRecord>('enclave-jobs').get(done.spec.id))!.model!
     const expected = scoreDataset(model, subset(pool, rows))
-    r.scores.forEach((s, k) => expect(s.probability).toBeCloseTo(expected[k], 9))
+    for (const [k, s] of r.scores.entries()) expect(s.probability).toBeCloseTo(expected[k], 9)
     // A feature holder cannot ask: it is not the label holder, and it has no key for the scores.
     await expect(
       call(node('lender-b').node, node('lender-b').token, 'POST', `/v1/federated/${done.spec.id}/score`, {

@@ -55,6 +55,18 @@ async function freshEngine(): Promise<{ engine: EnclaveEngine; claims: Claims }>
 
 const rows = ownerRows(3000)
 
+/** Hands an owner's upload to the engine, as the host does: header, then every chunk. */
+function feed(
+  engine: EnclaveEngine,
+  job: string,
+  party: string,
+  up: Awaited<ReturnType<typeof uploadFor>>,
+  chunks = up.chunks,
+): void {
+  engine.upload(job, party, up.policy, up.wrappedKey, chunks.length)
+  for (const [i, c] of chunks.entries()) engine.chunk(job, party, i, c)
+}
+
 describe('key release inside the enclave', () => {
   it('trains on the joined rows, seals the model to its recipient only, wipes and signs the record', async () => {
     const { engine, claims } = await freshEngine()
@@ -62,10 +74,8 @@ describe('key release inside the enclave', () => {
     engine.openJob(spec)
     const ub = await uploadFor(spec, bank, rows.guest, claims)
     const ul = await uploadFor(spec, lender, rows.host, claims)
-    engine.upload(spec.id, 'bank-a', ub.policy, ub.wrappedKey, ub.chunks.length)
-    ub.chunks.forEach((c, i) => engine.chunk(spec.id, 'bank-a', i, c))
-    engine.upload(spec.id, 'lender-b', ul.policy, ul.wrappedKey, ul.chunks.length)
-    ul.chunks.forEach((c, i) => engine.chunk(spec.id, 'lender-b', i, c))
+    feed(engine, spec.id, 'bank-a', ub)
+    feed(engine, spec.id, 'lender-b', ul)
     const out = await engine.run(spec.id)
     // Plaintext reference: the same join, split and trainer on the pooled rows.
     const q = (p: string) => (n: string) => `${p}.${n}`
@@ -111,8 +121,7 @@ describe('key release inside the enclave', () => {
       [lender, rows.host],
     ] as const) {
       const u = await uploadFor(spec, owner, data, claims)
-      engine.upload(spec.id, owner.name, u.policy, u.wrappedKey, u.chunks.length)
-      u.chunks.forEach((c, i) => engine.chunk(spec.id, owner.name, i, c))
+      feed(engine, spec.id, owner.name, u)
     }
     const out = await engine.run(spec.id)
     expect(out.metrics.auc).toBeGreaterThan(0.65)
@@ -125,10 +134,8 @@ describe('key release inside the enclave', () => {
     engine.openJob(spec)
     const ub = await uploadFor(spec, bank, rows.guest, claims)
     const ul = await uploadFor(spec, lender, rows.host, claims, { algorithms: ['lr'] })
-    engine.upload(spec.id, 'bank-a', ub.policy, ub.wrappedKey, ub.chunks.length)
-    ub.chunks.forEach((c, i) => engine.chunk(spec.id, 'bank-a', i, c))
-    engine.upload(spec.id, 'lender-b', ul.policy, ul.wrappedKey, ul.chunks.length)
-    ul.chunks.forEach((c, i) => engine.chunk(spec.id, 'lender-b', i, c))
+    feed(engine, spec.id, 'bank-a', ub)
+    feed(engine, spec.id, 'lender-b', ul)
     await expect(engine.run(spec.id)).rejects.toThrow(
       /no key released: the usage policy of lender-b does not admit algorithm gbdt \(it allows lr\)/,
     )
@@ -141,19 +148,15 @@ describe('key release inside the enclave', () => {
     engine.openJob(spec)
     const ub = await uploadFor(spec, bank, rows.guest, claims)
     const ul = await uploadFor(spec, lender, rows.host, claims, { recipients: [] })
-    engine.upload(spec.id, 'bank-a', ub.policy, ub.wrappedKey, ub.chunks.length)
-    ub.chunks.forEach((c, i) => engine.chunk(spec.id, 'bank-a', i, c))
-    engine.upload(spec.id, 'lender-b', ul.policy, ul.wrappedKey, ul.chunks.length)
-    ul.chunks.forEach((c, i) => engine.chunk(spec.id, 'lender-b', i, c))
+    feed(engine, spec.id, 'bank-a', ub)
+    feed(engine, spec.id, 'lender-b', ul)
     await expect(engine.run(spec.id)).rejects.toThrow(/lender-b does not let bank-a receive the model/)
 
     engine.openJob(spec)
     // The host widens lender-b's policy: the signature no longer matches.
     const widened = { ...ul.policy, policy: { ...ul.policy.policy, recipients: ['bank-a'] } }
-    engine.upload(spec.id, 'bank-a', ub.policy, ub.wrappedKey, ub.chunks.length)
-    ub.chunks.forEach((c, i) => engine.chunk(spec.id, 'bank-a', i, c))
-    engine.upload(spec.id, 'lender-b', widened, ul.wrappedKey, ul.chunks.length)
-    ul.chunks.forEach((c, i) => engine.chunk(spec.id, 'lender-b', i, c))
+    feed(engine, spec.id, 'bank-a', ub)
+    feed(engine, spec.id, 'lender-b', { ...ul, policy: widened })
     await expect(engine.run(spec.id)).rejects.toThrow(/usage policy of lender-b is not signed by lender-b/)
   })
 
@@ -163,12 +166,10 @@ describe('key release inside the enclave', () => {
     engine.openJob(spec)
     const ub = await uploadFor(spec, bank, rows.guest, claims)
     const ul = await uploadFor(spec, lender, rows.host, claims)
-    engine.upload(spec.id, 'bank-a', ub.policy, ub.wrappedKey, ub.chunks.length)
-    ub.chunks.forEach((c, i) => engine.chunk(spec.id, 'bank-a', i, c))
+    feed(engine, spec.id, 'bank-a', ub)
     const bad = ul.chunks.map((c) => c.slice())
     bad[0][100] ^= 1
-    engine.upload(spec.id, 'lender-b', ul.policy, ul.wrappedKey, bad.length)
-    bad.forEach((c, i) => engine.chunk(spec.id, 'lender-b', i, c))
+    feed(engine, spec.id, 'lender-b', ul, bad)
     await expect(engine.run(spec.id)).rejects.toMatchObject({
       code: 'ERR_ENCLAVE_TAMPERED',
       message: expect.stringMatching(/chunk 1 of 1 uploaded by lender-b fails authentication/),
@@ -183,10 +184,8 @@ describe('key release inside the enclave', () => {
     a.engine.openJob(spec)
     const ub = await uploadFor(spec, bank, rows.guest, a.claims)
     const ul = await uploadFor(spec, lender, rows.host, { ...a.claims, publicKey: b.claims.publicKey })
-    a.engine.upload(spec.id, 'bank-a', ub.policy, ub.wrappedKey, ub.chunks.length)
-    ub.chunks.forEach((c, i) => a.engine.chunk(spec.id, 'bank-a', i, c))
-    a.engine.upload(spec.id, 'lender-b', ul.policy, ul.wrappedKey, ul.chunks.length)
-    ul.chunks.forEach((c, i) => a.engine.chunk(spec.id, 'lender-b', i, c))
+    feed(a.engine, spec.id, 'bank-a', ub)
+    feed(a.engine, spec.id, 'lender-b', ul)
     await expect(a.engine.run(spec.id)).rejects.toThrow(/data key of lender-b does not unwrap/)
   })
 })

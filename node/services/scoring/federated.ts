@@ -171,7 +171,7 @@ export class FederatedScoring {
 
   private async load(jobId: string): Promise<Loaded> {
     const job = await this.d.jobs.get(jobId)
-    if (!job || job.spec.kind !== 'train' || job.spec.mode === 'hfl') {
+    if (job?.spec.kind !== 'train' || job.spec.mode === 'hfl') {
       throw new SyndicateError('ERR_NOT_FOUND', `no vertical training job ${jobId} on this node`)
     }
     if (job.state !== 'succeeded')
