@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto'
 import type { Libp2p, PeerId, PrivateKey } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Logger } from 'pino'
+import { ERR_CHANNEL_CLOSED } from '../../crypto/channel.ts'
 import { SyndicateError } from '../../crypto/errors.ts'
 import { handleProtocol, requestProtocol } from '../../protocol/define.ts'
 import { ProtocolErrorCode } from '../../protocol/errors.ts'
@@ -584,6 +585,10 @@ export class JobService {
         },
       }
     } catch (e) {
+      // A party that left the session has usually failed itself: its outcome, naming the cause, is on its
+      // way and aborts this run with that reason. Wait briefly for it rather than blame the messenger.
+      if (!ctl.signal.aborted && (e as { code?: string }).code === ERR_CHANNEL_CLOSED)
+        await abortedWithin(ctl.signal, OUTCOME_GRACE_MS)
       error = ctl.signal.aborted ? (ctl.signal.reason as Error) : (e as Error)
     } finally {
       this.running.delete(id)
@@ -889,4 +894,21 @@ function violation(message: string): SyndicateError {
 function invalid(what: string, issues: Array<{ path: PropertyKey[]; message: string }>): SyndicateError {
   const problems = issues.map((i) => `${i.path.map(String).join('.') || '(root)'}: ${i.message}`)
   return new SyndicateError('ERR_INVALID_REQUEST', `invalid ${what}: ${problems.join('; ')}`, { problems })
+}
+
+/** How long a run whose peer left its session waits for that peer's (or another party's) failure report. */
+const OUTCOME_GRACE_MS = 2000
+
+function abortedWithin(signal: AbortSignal, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(resolve, ms)
+    signal.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(t)
+        resolve()
+      },
+      { once: true },
+    )
+  })
 }
