@@ -1,5 +1,6 @@
 /**
- * `npm run bench -- mpc [--case kernels,online,libp2p,he,lr,nonlinear] [--repeat 3]`: the secret-sharing engine.
+ * `npm run bench -- mpc [--case kernels,online,libp2p,he,lr,nonlinear] [--repeat 3] [--lr-epochs 20]`: the
+ * secret-sharing engine.
  *
  *  - kernels: a 1024x64 · 64x32 ring matrix product with three implementations (BigInt on BigUint64Array, 32-bit
  *    limbs with Math.imul, the hand-assembled WebAssembly kernel the engine uses) against Float64 plaintext.
@@ -8,17 +9,30 @@
  *  - libp2p: the same products over real libp2p on 127.0.0.1 (sim/channels.ts).
  *  - he: dealer-free (BFV) matrix-triple generation for those shapes, triples per second.
  *  - lr: projected offline time of 20 epochs of logistic regression on 24,000 x 23 (batches of 1024) from the
- *    measured dealer-free triple times.
+ *    measured dealer-free triple times (generic and owned triples), and the measured offline phase of what
+ *    SS-LR uses dealer-free (`lr-offline-fixed`, also alone as `--case lr-fixed`; `--lr-epochs N` measures N
+ *    epochs and scales to 20): each party's block encrypted once, then per epoch one forward and one backward
+ *    exchange per block; and the elementwise triples of its sigmoid polynomial (`lr-offline-sigmoid-triples`).
+ *    Then SS-LR's whole dealer-free offline phase (both together, in SS-LR's order) with each party in its own
+ *    worker thread, as on two machines (`lr-offline-sslr-threads`, also alone as `--case lr-threads`; this
+ *    2-core machine gives each one core).
  *  - nonlinear: sigmoid and comparison on 10,000 elements (online, dealer triples), with the measured error.
  * Every line has baseline_s (plaintext, same run) and ratio = seconds / baseline_s.
  */
 import { randomFillSync } from 'node:crypto'
 import { parseArgs } from 'node:util'
-import { createMemoryChannels, type PartyChannel } from '../crypto/channel.ts'
+import { isMainThread, MessageChannel, type MessagePort, Worker, workerData } from 'node:worker_threads'
+import {
+  type ChannelStats,
+  createMemoryChannels,
+  emptyStats,
+  Mailbox,
+  type PartyChannel,
+} from '../crypto/channel.ts'
 import { DealerSource } from '../crypto/mpc/dealer.ts'
-import { HeTripleSource } from '../crypto/mpc/he-triples.ts'
+import { HeTripleSource, type OwnedTriple } from '../crypto/mpc/he-triples.ts'
 import { lessThanZero, sigmoid } from '../crypto/mpc/nonlinear.ts'
-import { ringMatmul } from '../crypto/mpc/ring.ts'
+import { ringAdd, ringMatmul, ringTranspose } from '../crypto/mpc/ring.ts'
 import { MpcSession, type SharedMatrix } from '../crypto/mpc/session.ts'
 import { type CorrelatedSource, type CorrelationRequest, RecordingSource } from '../crypto/mpc/source.ts'
 import { startLoopbackChannels } from '../sim/channels.ts'
@@ -32,6 +46,7 @@ const SHAPES: [number, number, number][] = [
 const TARGET_ONLINE_RATIO = 20
 const TARGET_LR_OFFLINE_S = 60
 const LR = { rows: 24_000, features: 23, batch: 1024, epochs: 20 }
+const PARTIES = ['a', 'b']
 
 export default async function mpc(argv: string[]): Promise<void> {
   const { values } = parseArgs({
@@ -39,6 +54,7 @@ export default async function mpc(argv: string[]): Promise<void> {
     options: {
       case: { type: 'string', default: 'kernels,online,libp2p,he,lr,nonlinear' },
       repeat: { type: 'string', default: '5' },
+      'lr-epochs': { type: 'string', default: String(LR.epochs) },
     },
   })
   const cases = new Set(values.case!.split(','))
@@ -66,6 +82,12 @@ export default async function mpc(argv: string[]): Promise<void> {
     await ownedTimes(heTimes)
     lrProjection(heTimes)
   }
+  const lrEpochs = Number(values['lr-epochs'])
+  if (cases.has('lr') || cases.has('lr-fixed')) {
+    await lrFixed(lrEpochs)
+    await lrSigmoidTriples(Math.min(lrEpochs, 2))
+  }
+  if (cases.has('lr') || cases.has('lr-threads')) await lrThreads(lrEpochs)
   if (cases.has('nonlinear')) await nonlinear(10_000)
 }
 
@@ -339,18 +361,7 @@ function lrProjection(times: Map<string, number>): void {
     LR.epochs *
     batches *
     (times.get(`${LR.batch}x${LR.features}x1/party`)! + times.get(`${LR.features}x${LR.batch}x1/party`)!)
-  // the same epochs in plaintext: forward and backward products of every batch
-  const x = randomReals(LR.batch * LR.features)
-  const w = randomReals(LR.features)
-  const e = randomReals(LR.batch)
-  const t0 = performance.now()
-  for (let ep = 0; ep < LR.epochs; ep++) {
-    for (let b = 0; b < batches; b++) {
-      floatMatmul(x, w, LR.batch, LR.features, 1)
-      floatMatmul(x, e, LR.features, LR.batch, 1)
-    }
-  }
-  const base = (performance.now() - t0) / 1000
+  const base = lrPlainSeconds()
   const owned = (suffix: string) =>
     LR.epochs *
     batches *
@@ -384,6 +395,326 @@ function lrProjection(times: Map<string, number>): void {
     ratio: ratio(projected, base),
     target: TARGET_LR_OFFLINE_S,
   })
+}
+
+/** Plaintext baseline of the LR projections: every batch's forward and backward product, 20 epochs. */
+function lrPlainSeconds(): number {
+  const batches = Math.ceil(LR.rows / LR.batch)
+  const x = randomReals(LR.batch * LR.features)
+  const w = randomReals(LR.features)
+  const e = randomReals(LR.batch)
+  const t0 = performance.now()
+  for (let ep = 0; ep < LR.epochs; ep++) {
+    for (let b = 0; b < batches; b++) {
+      floatMatmul(x, w, LR.batch, LR.features, 1)
+      floatMatmul(x, e, LR.features, LR.batch, 1)
+    }
+  }
+  return (performance.now() - t0) / 1000
+}
+
+/** Seeded shuffles of the rows cut into batches, as SS-LR's training order (one array of batches per epoch). */
+function epochBatches(epochs: number, seed = 1): Uint32Array[][] {
+  const out: Uint32Array[][] = []
+  const order = Uint32Array.from({ length: LR.rows }, (_, i) => i)
+  let state = seed >>> 0
+  const next = () => {
+    // xorshift32: a reproducible order both threads agree on (the order itself is public)
+    state ^= state << 13
+    state ^= state >>> 17
+    state ^= state << 5
+    return state >>> 0
+  }
+  for (let e = 0; e < epochs; e++) {
+    for (let i = LR.rows - 1; i > 0; i--) {
+      const j = next() % (i + 1)
+      ;[order[i], order[j]] = [order[j], order[i]]
+    }
+    const batches: Uint32Array[] = []
+    for (let s = 0; s < LR.rows; s += LR.batch) batches.push(order.slice(s, s + LR.batch))
+    out.push(batches)
+  }
+  return out
+}
+
+/**
+ * The dealer-free offline phase SS-LR runs (learning/joint/vertical/sslr.ts): party a owns 13 feature columns
+ * and party b 10 (the bundled data's vertical split); each block is encrypted once by its owner, then every
+ * epoch takes one forward and one backward exchange per block for all its batches. Measured, both parties in
+ * this one thread (`seconds`), with each party's own compute time (`busiest_party_s`: the wall time when the
+ * parties run on separate machines approaches it). Checks one batch's correlations for exactness.
+ */
+async function lrFixed(epochs: number): Promise<void> {
+  const channels = createMemoryChannels(['a', 'b'])
+  const sources = await Promise.all(['a', 'b'].map((p) => HeTripleSource.create(channels.get(p)!)))
+  const split = { a: 13, b: LR.features - 13 }
+  const owned = new Map<string, BigUint64Array>()
+  for (const [p, d] of Object.entries(split)) {
+    const x = new BigUint64Array(LR.rows * d)
+    // fixed-point features in [-6, 6] at 16 fractional bits, as SS-LR encodes its clipped columns
+    const r = randomReals(LR.rows * d, 6)
+    for (let i = 0; i < r.length; i++) x[i] = BigInt.asUintN(64, BigInt(Math.round(r[i] * 65536)))
+    owned.set(p, x)
+  }
+  const bytes = () => channels.get('a')!.stats().bytesSent + channels.get('b')!.stats().bytesSent
+  try {
+    const plan = epochBatches(epochs)
+    const t0 = performance.now()
+    const fixed = await Promise.all(
+      Object.entries(split).map(([owner, d]) =>
+        Promise.all(
+          sources.map((src, i) =>
+            src.fixedMatrix(owner, PARTIES[i] === owner ? owned.get(owner) : undefined, LR.rows, d),
+          ),
+        ),
+      ),
+    )
+    const setup = (performance.now() - t0) / 1000
+    const setupBusy = sources.map((s) => s.busySeconds())
+    const setupBytes = bytes()
+    let check: { fwd: OwnedTriple[][]; bwd: OwnedTriple[][] } | undefined
+    for (const batches of plan) {
+      await Promise.all(
+        fixed.map(async (pair, bi) => {
+          const fwd = await Promise.all(pair.map((f) => f.forward(batches)))
+          const bwd = await Promise.all(pair.map((f) => f.backward(batches)))
+          if (bi === 0) check ??= { fwd, bwd }
+        }),
+      )
+    }
+    const total = (performance.now() - t0) / 1000
+    const perEpoch = (total - setup) / epochs
+    const busy = sources.map((s, i) => (s.busySeconds() - setupBusy[i]) / epochs)
+    const seconds = setup + perEpoch * LR.epochs
+    const busiest = Math.max(...setupBusy.map((b, i) => b + busy[i] * LR.epochs))
+    const exact = check !== undefined && exactOwned(owned.get('a')!, split.a, plan[0][0], check)
+    for (const pair of fixed) for (const f of pair) f.dispose()
+    const base = lrPlainSeconds()
+    emit({
+      bench: BENCH,
+      case: 'lr-offline-fixed',
+      rows: LR.rows,
+      features: LR.features,
+      batch: LR.batch,
+      epochs: LR.epochs,
+      measured_epochs: epochs,
+      setup_s: setup,
+      epoch_s: perEpoch,
+      seconds,
+      busiest_party_s: busiest,
+      bytes: setupBytes + ((bytes() - setupBytes) * LR.epochs) / epochs,
+      exact,
+      baseline_s: base,
+      ratio: ratio(seconds, base),
+      target: TARGET_LR_OFFLINE_S,
+    })
+  } finally {
+    for (const s of sources) s.dispose()
+  }
+}
+
+/** Whether the first batch's forward and backward correlations of the block owned by a add up exactly. */
+function exactOwned(
+  x: BigUint64Array,
+  d: number,
+  idx: Uint32Array,
+  check: { fwd: OwnedTriple[][]; bwd: OwnedTriple[][] },
+): boolean {
+  const m = idx.length
+  const xb = new BigUint64Array(m * d)
+  for (let k = 0; k < m; k++) xb.set(x.subarray(idx[k] * d, idx[k] * d + d), k * d)
+  const [f0, f1] = check.fwd.map((t) => t[0])
+  const [b0, b1] = check.bwd.map((t) => t[0])
+  const fwd = ringMatmul(xb, ringAdd(f0.b, f1.b), m, d, 1)
+  const bwd = ringMatmul(ringTranspose(xb, m, d), ringAdd(b0.b, b1.b), d, m, 1)
+  const same = (u: BigUint64Array, v: BigUint64Array) =>
+    u.length === v.length && u.every((e, i) => e === v[i])
+  return same(ringAdd(f0.c, f1.c), fwd) && same(ringAdd(b0.c, b1.c), bwd)
+}
+
+/** A PartyChannel between two threads of this process over a MessagePort (payloads copied, as on a network). */
+function portChannel(self: string, peer: string, port: MessagePort): PartyChannel {
+  const box = new Mailbox()
+  const stats: ChannelStats = emptyStats()
+  port.on('message', (m: { tag: string; payload: Uint8Array }) => {
+    stats.bytesReceived += m.payload.byteLength
+    stats.messagesReceived++
+    box.deliver(peer, m.tag, m.payload)
+  })
+  return {
+    self,
+    parties: PARTIES,
+    async send(_to, tag, payload) {
+      stats.bytesSent += payload.byteLength
+      stats.messagesSent++
+      const copy = payload.slice()
+      port.postMessage({ tag, payload: copy }, [copy.buffer])
+    },
+    recv: (_from, tag) => box.take(peer, tag),
+    stats: () => ({ ...stats }),
+    close(reason) {
+      box.close(reason ?? new Error('closed'))
+      port.close()
+    },
+  }
+}
+
+interface ThreadResult {
+  setup_s: number
+  sigmoid_s: number
+  fixed_s: number
+  /** Compute seconds while encrypting the own block, and in the per-epoch phases. */
+  setup_busy_s: number
+  busy_s: number
+  /** Bytes sent while encrypting the own block, and in the per-epoch phases. */
+  setup_bytes: number
+  epoch_bytes: number
+}
+
+/**
+ * One party of SS-LR's dealer-free offline phase in a worker thread: the sigmoid polynomial's elementwise
+ * triples (prepared as SS-LR's plan), then its own block encrypted once and `epochs` epochs of forward and
+ * backward correlations for both blocks at once (as sslr.ts does).
+ */
+async function partyThread(data: { self: string; port: MessagePort; epochs: number }): Promise<void> {
+  const { self, port, epochs } = data
+  const peer = PARTIES.find((p) => p !== self)!
+  const parent = (await import('node:worker_threads')).parentPort!
+  const ch = portChannel(self, peer, port)
+  const source = await HeTripleSource.create(ch)
+  const split: Record<string, number> = { a: 13, b: LR.features - 13 }
+  const x = new BigUint64Array(LR.rows * split[self])
+  const r = randomReals(x.length, 6)
+  for (let i = 0; i < r.length; i++) x[i] = BigInt.asUintN(64, BigInt(Math.round(r[i] * 65536)))
+  // both parties draw the same batch order (in SS-LR it comes from the job's seed)
+  const plan = epochBatches(epochs, 7)
+  const mulPlan: CorrelationRequest[] = []
+  for (const batches of plan)
+    for (const b of batches) for (let i = 0; i < 3; i++) mulPlan.push({ kind: 'mul', n: b.length })
+  parent.postMessage('ready')
+  await new Promise((resolve) => parent.once('message', resolve))
+  const t0 = performance.now()
+  await source.prepare(mulPlan)
+  const t1 = performance.now()
+  const b1 = ch.stats().bytesSent
+  const busy1 = source.busySeconds()
+  const fixed = await Promise.all(
+    PARTIES.map((owner) => source.fixedMatrix(owner, owner === self ? x : undefined, LR.rows, split[owner])),
+  )
+  const t2 = performance.now()
+  const b2 = ch.stats().bytesSent
+  const busySetup = source.busySeconds()
+  await Promise.all(
+    fixed.map(async (f) => {
+      for (const batches of plan) {
+        await f.forward(batches)
+        await f.backward(batches)
+      }
+    }),
+  )
+  const t3 = performance.now()
+  const result: ThreadResult = {
+    sigmoid_s: (t1 - t0) / 1000,
+    setup_s: (t2 - t1) / 1000,
+    fixed_s: (t3 - t2) / 1000,
+    setup_busy_s: busySetup - busy1,
+    busy_s: source.busySeconds() - (busySetup - busy1),
+    setup_bytes: b2 - b1,
+    epoch_bytes: ch.stats().bytesSent - (b2 - b1),
+  }
+  for (const f of fixed) f.dispose()
+  source.dispose()
+  parent.postMessage(result)
+  port.close()
+}
+
+/** SS-LR's dealer-free offline phase, each party in its own thread; `epochs` measured, scaled to 20. */
+async function lrThreads(epochs: number): Promise<void> {
+  const { port1, port2 } = new MessageChannel()
+  const workers = PARTIES.map(
+    (self, i) =>
+      new Worker(new URL(import.meta.url), {
+        workerData: { mpcParty: { self, port: i === 0 ? port1 : port2, epochs } },
+        transferList: [i === 0 ? port1 : port2],
+      }),
+  )
+  const next = (w: Worker) =>
+    new Promise<unknown>((resolve, reject) => {
+      w.once('message', resolve)
+      w.once('error', reject)
+    })
+  try {
+    await Promise.all(workers.map(next))
+    const t0 = performance.now()
+    const done = workers.map((w) => next(w) as Promise<ThreadResult>)
+    for (const w of workers) w.postMessage('go')
+    const results = await Promise.all(done)
+    const wall = (performance.now() - t0) / 1000
+    const setup = Math.max(...results.map((r) => r.setup_s))
+    const scale = LR.epochs / epochs
+    const seconds = setup + (wall - setup) * scale
+    const base = lrPlainSeconds()
+    emit({
+      bench: BENCH,
+      case: 'lr-offline-sslr-threads',
+      rows: LR.rows,
+      features: LR.features,
+      batch: LR.batch,
+      epochs: LR.epochs,
+      measured_epochs: epochs,
+      parties: 2,
+      sigmoid_triples_s: Math.max(...results.map((r) => r.sigmoid_s)) * scale,
+      setup_s: setup,
+      fixed_matrix_s: Math.max(...results.map((r) => r.fixed_s)) * scale,
+      seconds,
+      busiest_party_s: Math.max(...results.map((r) => r.setup_busy_s + r.busy_s * scale)),
+      bytes: results.reduce((t, r) => t + r.setup_bytes + r.epoch_bytes * scale, 0),
+      baseline_s: base,
+      ratio: ratio(seconds, base),
+      target: TARGET_LR_OFFLINE_S,
+    })
+  } finally {
+    await Promise.all(workers.map((w) => w.terminate()))
+  }
+}
+
+/**
+ * The elementwise triples of SS-LR's sigmoid polynomial (three 1024-element products per batch), prepared as
+ * SS-LR prepares its plan: `epochs` epochs measured, scaled to 20.
+ */
+async function lrSigmoidTriples(epochs: number): Promise<void> {
+  const channels = createMemoryChannels(['a', 'b'])
+  const sources = await Promise.all(['a', 'b'].map((p) => HeTripleSource.create(channels.get(p)!)))
+  try {
+    const batches = Math.ceil(LR.rows / LR.batch)
+    const plan: CorrelationRequest[] = []
+    for (let i = 0; i < epochs * batches * 3; i++) plan.push({ kind: 'mul', n: LR.batch })
+    const t0 = performance.now()
+    await Promise.all(sources.map((s) => s.prepare(plan)))
+    const seconds = (((performance.now() - t0) / 1000) * LR.epochs) / epochs
+    const busiest = (Math.max(...sources.map((s) => s.busySeconds())) * LR.epochs) / epochs
+    const x = randomReals(LR.rows)
+    const y = randomReals(LR.rows)
+    const out = new Float64Array(LR.rows)
+    const b0 = performance.now()
+    for (let e = 0; e < LR.epochs; e++) for (let i = 0; i < LR.rows; i++) out[i] = x[i] * y[i] * x[i]
+    const base = (performance.now() - b0) / 1000
+    emit({
+      bench: BENCH,
+      case: 'lr-offline-sigmoid-triples',
+      rows: LR.rows,
+      batch: LR.batch,
+      epochs: LR.epochs,
+      measured_epochs: epochs,
+      mul_triples: LR.epochs * batches * 3 * LR.batch,
+      seconds,
+      busiest_party_s: busiest,
+      baseline_s: base,
+      ratio: ratio(seconds, base),
+    })
+  } finally {
+    for (const s of sources) s.dispose()
+  }
 }
 
 // --- sigmoid and comparison -------------------------------------------------------------------------------------
@@ -448,3 +779,8 @@ async function nonlinear(n: number): Promise<void> {
     })
   }
 }
+
+// Run as a worker thread by `lrThreads`: one party of the offline phase.
+const party = (workerData as { mpcParty?: { self: string; port: MessagePort; epochs: number } } | null)
+  ?.mpcParty
+if (!isMainThread && party) await partyThread(party)

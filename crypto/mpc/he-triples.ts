@@ -7,6 +7,9 @@
  * (slotwise products accumulated per output ciphertext, see he-layout.ts: no rotation is needed), adds a random
  * mask R and returns the ciphertexts; party 1 decrypts P + R and party 0 keeps -R. The other cross term runs
  * the same way with the roles swapped, at the same time. Adding the slot shares gives shares of the product.
+ * (Elementwise triples run one way: party 1 encrypts both A_1 and B_1 and party 0 returns both cross terms
+ * under one mask.) Products with a matrix that one party holds in the clear for a whole session — a feature
+ * block over the mini-batches of training — have their own generator, `fixedMatrix` (he-fixed.ts).
  *
  * Z(2^64) is not a BFV plaintext space (SEAL's plaintext modulus is at most 60 bits and must be prime for
  * slots), so each slot's sum P of products (< 2^138) is computed exactly as an integer: three batching primes
@@ -16,24 +19,18 @@
  * happens with probability P / T < 2^-42 per slot. CKKS was not used: it is approximate, and triples must be
  * exact.
  *
- * A party only ever decrypts its own ciphertexts; the evaluator needs no keys. The reply is switched down two
- * modulus levels before masking so that its noise reveals (almost) nothing about the multiplier's plaintext
- * (see COEFF_BITS and docs/mpc.md for how far that goes; it is not full noise flooding).
+ * A party only ever decrypts its own ciphertexts; the evaluator needs no keys. The reply is masked and then
+ * switched down two modulus levels so that its noise reveals (almost) nothing about the multiplier's plaintext
+ * (see COEFF_BITS in he-params.ts and docs/mpc.md for how far that goes; it is not full noise flooding). Plaintexts are added
+ * to serialized ciphertexts directly, without SEAL's slow rounding division (he-reply.ts).
  *
  * Both parties must also run the same sequence of requests (as for every source).
  */
-import type {
-  BatchEncoder,
-  Ciphertext,
-  Decryptor,
-  Encryptor,
-  Evaluator,
-  MainModule,
-  SEALContext,
-} from 'node-seal'
+import type { Ciphertext, MainModule } from 'node-seal'
 import type { PartyChannel } from '../channel.ts'
 import { SyndicateError } from '../errors.ts'
 import { loadSeal, sealMessage } from '../he/seal.ts'
+import { FixedMatrix, type HeEngine, type OwnedTriple, PeerWorker } from './he-fixed.ts'
 import {
   blockSlots,
   chunkId,
@@ -45,6 +42,8 @@ import {
   plainTerm,
   slotRanges,
 } from './he-layout.ts'
+import { evalContexts, REPLY_SWITCHES } from './he-params.ts'
+import { badMessage, encryptFast, heError, maskedReply, type PrimeContext } from './he-reply.ts'
 import { privatePrg } from './prg.ts'
 import {
   type Ring,
@@ -60,41 +59,18 @@ import {
 import {
   type Correlation,
   type CorrelationRequest,
+  checkRequest,
   ERR_MPC_UNSUPPORTED,
   requestKey,
   StockedSource,
   type Triple,
 } from './source.ts'
-import { ERR_MPC_BAD_MESSAGE, frame, unframe } from './wire.ts'
+import { frame, unframe } from './wire.ts'
 
-export { HE_POLY_DEGREE }
+export { FixedMatrix, HE_POLY_DEGREE, type OwnedTriple }
 
-/**
- * Ciphertext modulus: four data primes (162 bits) and a special prime, 216 bits in all (128-bit security at
- * N = 8192). Products are computed at the top level; the reply is switched down two levels to 76 bits, which
- * scales the computation's noise (the part that depends on the multiplier's plaintext) to ~2^-14 while the
- * switch adds rounding noise of ~2^7: what the decrypting peer can measure is then dominated by rounding, not
- * by the multiplier's input (circuit privacy by modulus switching, short of full noise flooding).
- */
-const COEFF_BITS = [38, 38, 43, 43, 54]
-/** Levels the reply is switched down before masking and sending. */
-const REPLY_SWITCHES = 2
-const PLAIN_BITS = [60, 60, 60]
-
-interface PrimeContext {
-  t: bigint
-  ctx: SEALContext
-  encoder: BatchEncoder
-  encryptor: Encryptor
-  decryptor: Decryptor
-  evaluator: Evaluator
-}
-
-/** Shares of a random B (k×n) and of X·B for a matrix X one party holds in the clear. */
-export interface OwnedTriple {
-  b: Ring
-  c: Ring
-}
+/** Elementwise requests are pooled in `prepare` until they fill this many slots (a few ciphertexts). */
+const BATCH_SLOTS = 4 * HE_POLY_DEGREE
 
 /**
  * A unit of work: one reply ciphertext of `slots` slots, the sum of its terms' products; a term multiplies the
@@ -119,6 +95,7 @@ export class HeTripleSource extends StockedSource {
   private readonly tag: string
   private counter = 0
   private busyMs = 0
+  private peerWorker: PeerWorker | undefined
 
   private constructor(
     ch: PartyChannel,
@@ -150,33 +127,19 @@ export class HeTripleSource extends StockedSource {
       )
     }
     const { seal } = await loadSeal()
-    const plain = seal.PlainModulus.BatchingVector(HE_POLY_DEGREE, Int32Array.from(PLAIN_BITS))
-    const primes: PrimeContext[] = []
-    try {
-      for (let i = 0; i < PLAIN_BITS.length; i++) {
-        const parms = new seal.EncryptionParameters(seal.SchemeType.bfv)
-        parms.setPolyModulusDegree(HE_POLY_DEGREE)
-        const coeff = seal.CoeffModulus.Create(HE_POLY_DEGREE, Int32Array.from(COEFF_BITS))
-        parms.setCoeffModulus(coeff)
-        const t = plain.get(i)!
-        parms.setPlainModulus(t)
-        const ctx = new seal.SEALContext(parms, true, seal.SecLevelType.tc128)
-        const keygen = new seal.KeyGenerator(ctx)
-        const sk = keygen.secretKey()
-        const pk = keygen.createPublicKey()
-        primes.push({
-          t: t.value(),
-          ctx,
-          encoder: new seal.BatchEncoder(ctx),
-          encryptor: new seal.Encryptor(ctx, pk, sk),
-          decryptor: new seal.Decryptor(ctx, sk),
-          evaluator: new seal.Evaluator(ctx),
-        })
-        for (const o of [parms, coeff, t, keygen, sk, pk]) o.delete()
+    const primes: PrimeContext[] = evalContexts(seal).map((ev) => {
+      const keygen = new seal.KeyGenerator(ev.ctx)
+      const sk = keygen.secretKey()
+      const pk = keygen.createPublicKey()
+      const p = {
+        ...ev,
+        encryptor: new seal.Encryptor(ev.ctx, pk, sk),
+        decryptor: new seal.Decryptor(ev.ctx, sk),
+        zero: zeroPlaintext(seal),
       }
-    } finally {
-      plain.delete()
-    }
+      for (const o of [keygen, sk, pk]) o.delete()
+      return p
+    })
     return new HeTripleSource(ch, parties, seal, primes, opts.tag ?? 'mpc/he')
   }
 
@@ -185,13 +148,88 @@ export class HeTripleSource extends StockedSource {
    * with the parties on separate machines, the offline wall time approaches the larger of the two.
    */
   busySeconds(): number {
-    return this.busyMs / 1000
+    return (this.busyMs + (this.peerWorker?.busyMs ?? 0)) / 1000
   }
 
-  /** Releases the SEAL objects (keys, contexts). */
+  /**
+   * Correlations for the products of a fixed matrix that `owner` holds in the clear (x, rows × cols; the other
+   * party passes nothing) over disjoint row batches, e.g. a feature block over the mini-batches of each epoch
+   * (he-fixed.ts). The owner encrypts x once here; dispose the result before the source.
+   */
+  fixedMatrix(owner: string, x: Ring | undefined, rows: number, cols: number): Promise<FixedMatrix> {
+    return FixedMatrix.create(this.engine(), owner, x, rows, cols)
+  }
+
+  /**
+   * Offline phase. Elementwise triples and random bits are generated several requests per exchange (their
+   * vectors concatenated into full ciphertexts), then split: a plan of many short requests — e.g. 1024-element
+   * products per mini-batch — costs as much as one long one.
+   */
+  override async prepare(plan: readonly CorrelationRequest[]): Promise<void> {
+    const pending: CorrelationRequest[] = []
+    const flush = async () => {
+      const run = pending.splice(0)
+      if (run.length === 0) return
+      const kind = run[0].kind as 'mul' | 'bits'
+      const lengths = run.map((r) => (r as { n: number }).n)
+      const total = lengths.reduce((a, b) => a + b, 0)
+      const id = `${this.tag}/${this.counter++}`
+      const whole = kind === 'mul' ? await this.mulTriple_(id, total) : await this.bits_(id, total)
+      let at = 0
+      const items = lengths.map((n) => {
+        const cut = (v: Ring) => v.slice(at, at + n)
+        const item = 'a' in whole ? { a: cut(whole.a), b: cut(whole.b), c: cut(whole.c) } : cut(whole)
+        at += n
+        return item
+      })
+      this.stockItems(run, items)
+    }
+    for (const req of plan) {
+      checkRequest(req)
+      if (req.kind === 'mul' || req.kind === 'bits') {
+        if (pending.length > 0 && pending[0].kind !== req.kind) await flush()
+        pending.push(req)
+        const slots = pending.reduce((t, r) => t + (r as { n: number }).n, 0)
+        if (slots >= BATCH_SLOTS) await flush()
+      } else {
+        await flush()
+        await super.prepare([req])
+      }
+    }
+    await flush()
+  }
+
+  /** What the fixed-matrix generator uses from this source. */
+  private engine(): HeEngine {
+    return {
+      seal: this.seal,
+      primes: this.primes,
+      ch: this.ch,
+      peer: this.peer,
+      prg: this.prg,
+      worker: () => {
+        this.peerWorker ??= new PeerWorker()
+        return this.peerWorker
+      },
+      nextId: () => `${this.tag}/${this.counter++}`,
+      mask: (n) => this.mask(n),
+      combine: (residues, n) => this.combine(residues, n),
+      busy: <T>(fn: () => T): T => {
+        const t = performance.now()
+        try {
+          return fn()
+        } finally {
+          this.busyMs += performance.now() - t
+        }
+      },
+    }
+  }
+
+  /** Releases the SEAL objects (keys, contexts) and stops the worker thread, if one was started. */
   dispose(): void {
+    this.peerWorker?.terminate()
     for (const p of this.primes) {
-      for (const o of [p.encoder, p.encryptor, p.decryptor, p.evaluator, p.ctx]) o.delete()
+      for (const o of [p.encoder, p.encryptor, p.decryptor, p.evaluator, p.zero, p.ctx]) o.delete()
     }
     this.primes.length = 0
   }
@@ -282,17 +320,38 @@ export class HeTripleSource extends StockedSource {
     return { b, c: own }
   }
 
+  /**
+   * Elementwise triples in one direction: the second party encrypts both its a and its b, the first multiplies
+   * them by its own b and a and adds the two products under one mask, so a block of slots costs one reply and
+   * one decryption instead of two of each.
+   */
   private async mulTriple_(id: string, n: number): Promise<Triple> {
     const a = this.prg.ring(n)
     const b = this.prg.ring(n)
     const ranges = slotRanges(n)
-    const [x, y] = await this.cross(
-      id,
-      ranges.map(([s, e]) => b.slice(s, e)),
-      this.plainUnits(a, ranges),
-      ranges.map(([s, e]) => e - s),
-    )
-    return { a, b, c: ringAdd(ringMul(a, b), ringAdd(ringConcat(...x), ringConcat(...y))) }
+    const own = ringMul(a, b)
+    if (!this.lead) {
+      const slice = (v: Ring) => ranges.map(([s, e]) => v.slice(s, e))
+      const [, products] = await this.cross(
+        id,
+        [...slice(a), ...slice(b)],
+        [],
+        ranges.map(([s, e]) => e - s),
+      )
+      return { a, b, c: ringAdd(own, ringConcat(...products)) }
+    }
+    const aMod = this.primes.map((p) => ringRem(a, p.t))
+    const bMod = this.primes.map((p) => ringRem(b, p.t))
+    // unit i: the peer's a (chunk i) times my b, plus the peer's b (chunk R + i) times my a
+    const units: Unit[] = ranges.map(([s, e], i) => ({
+      slots: e - s,
+      terms: [
+        { chunk: i, plain: (j: number) => bMod[j].slice(s, e) },
+        { chunk: ranges.length + i, plain: (j: number) => aMod[j].slice(s, e) },
+      ],
+    }))
+    const [masks] = await this.cross(id, [], units, [])
+    return { a, b, c: ringAdd(own, ringConcat(...masks)) }
   }
 
   /** Shares of bits u0 ⊕ u1 = u0 + u1 - 2·u0·u1 where each party picks its u_i; one direction only. */
@@ -354,12 +413,7 @@ export class HeTripleSource extends StockedSource {
     const pt = new this.seal.Plaintext()
     try {
       for (const chunk of chunks) {
-        for (const p of this.primes) {
-          p.encoder.encode(ringRem(chunk, p.t), pt)
-          const ser = p.encryptor.encryptSymmetricSerializable(pt)
-          out.push(ser.saveToArray(this.seal.ComprModeType.none) as Uint8Array)
-          ser.delete()
-        }
+        for (const p of this.primes) out.push(encryptFast(this.seal, p, ringRem(chunk, p.t), pt))
       }
     } finally {
       pt.delete()
@@ -402,18 +456,13 @@ export class HeTripleSource extends StockedSource {
             if (ti > 0) p.evaluator.addInplace(prod, term_)
           }
           p.evaluator.cipherTransformFromNttInplace(prod)
-          // down to the reply level: hides the computation noise under rounding noise (see COEFF_BITS), and the
-          // mask addition, the reply and the peer's decryption get cheaper
-          for (let d = 0; d < REPLY_SWITCHES; d++) p.evaluator.cipherModSwitchToNextInplace(prod)
-          p.encoder.encode(residues[j], pt)
-          p.evaluator.addPlainInplace(prod, pt)
-          reply.push(prod.saveToArray(this.seal.ComprModeType.none) as Uint8Array)
+          // masked, then down to the reply level: hides the computation noise under rounding noise (see
+          // COEFF_BITS), and the reply and the peer's decryption get cheaper
+          reply.push(maskedReply(this.seal, p, prod, residues[j], REPLY_SWITCHES, pt))
         }
       }
     } catch (e) {
-      throw e instanceof SyndicateError
-        ? e
-        : new SyndicateError('ERR_MPC_HE', `homomorphic evaluation failed: ${sealMessage(e)}; abort the job`)
+      throw heError(e)
     } finally {
       for (const o of [...cts, pt, ptNtt, prod, term_]) o.delete()
     }
@@ -473,16 +522,27 @@ export class HeTripleSource extends StockedSource {
     const [t1, t2, t3] = this.primes.map((p) => p.t)
     const { c12, t1m3, c123, t12low } = this.garner
     const [r1, r2, r3] = residues
-    const out = new BigUint64Array(n)
+    // Garner's digits u2, u3 in BigInt (products of 60-bit values); the recombination mod 2^64 in the ring
+    // kernel. The primes are within a factor 2 of each other, so u1 mod t_i is at most one subtraction.
+    const u2s = new BigUint64Array(n)
+    const u3s = new BigUint64Array(n)
     for (let s = 0; s < n; s++) {
       const u1 = r1[s]
-      const u2 = ((r2[s] + t2 - (u1 % t2)) * c12) % t2
-      let u3 = (r3[s] + 2n * t3 - (u1 % t3) - ((t1m3 * u2) % t3)) % t3
-      u3 = (u3 * c123) % t3
-      out[s] = u1 + t1 * u2 + t12low * u3 // the typed array keeps it mod 2^64
+      const u2 = ((r2[s] + t2 - (u1 >= t2 ? u1 - t2 : u1)) * c12) % t2
+      const u3 = (r3[s] + 2n * t3 - (u1 >= t3 ? u1 - t3 : u1) - ((t1m3 * u2) % t3)) % t3
+      u2s[s] = u2
+      u3s[s] = (u3 * c123) % t3
     }
-    return out
+    return ringAdd(ringAdd(r1.slice(0, n), ringScale(u2s, t1)), ringScale(u3s, t12low))
   }
+}
+
+/** A plaintext of one zero coefficient (see encryptFast). */
+function zeroPlaintext(seal: MainModule) {
+  const z = new seal.Plaintext()
+  z.resize(1)
+  z.setZero()
+  return z
 }
 
 interface Garner {
@@ -493,6 +553,8 @@ interface Garner {
 }
 
 function garnerConstants([t1, t2, t3]: bigint[]): Garner {
+  // combine() reduces u1 < t1 mod t2 and t3 with one conditional subtraction
+  if (t1 >= 2n * t2 || t1 >= 2n * t3) throw new SyndicateError('ERR_MPC_HE', 'CRT primes too far apart')
   return {
     c12: modPow(t1 % t2, t2 - 2n, t2),
     t1m3: t1 % t3,
@@ -509,14 +571,6 @@ function modPow(b: bigint, e: bigint, m: bigint): bigint {
     x = (x * x) % m
   }
   return r
-}
-
-function badMessage(from: string, id: string, detail?: string): SyndicateError {
-  return new SyndicateError(
-    ERR_MPC_BAD_MESSAGE,
-    `party ${from} sent malformed homomorphic material under ${id}${detail ? ` (${detail})` : ''}; abort the job`,
-    { from, tag: id },
-  )
 }
 
 /** The encrypted side's chunks of B, indexed by `chunkId`. */

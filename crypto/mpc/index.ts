@@ -7,7 +7,7 @@
  *    `RecordingSource` learns a program's plan from a first run.
  */
 export { type DealerOptions, DealerSource } from './dealer.ts'
-export { HeTripleSource, type OwnedTriple } from './he-triples.ts'
+export { FixedMatrix, HeTripleSource, type OwnedTriple } from './he-triples.ts'
 export {
   lessThan,
   lessThanZero,

@@ -146,6 +146,39 @@ const nsar: Kernel = {
 }
 
 /**
+ * (a, c, out, bytes, q, d0, d1, d2): out = (c + Σ_k d_k·limb_k(a mod q)) mod q, limbs of 15 bits (three of
+ * them cover q < 2^45; d_k = s·2^(15k) mod q): a·s mod q without 128-bit products, every term below 2^60.
+ */
+const mulAddMod: Kernel = (() => {
+  const [a, c, out, bytes, q, d0, d1, d2, i, r] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+  const LIMB = [I64_CONST, 0xff, 0xff, 0x01] // 0x7fff
+  const term = (shift: number, d: number, mask: boolean) => [
+    ...get(r),
+    ...(shift ? [I64_CONST, shift, I64_SHR_U] : []),
+    ...(mask ? [...LIMB, I64_AND] : []),
+    ...get(d),
+    I64_MUL,
+    ...get(q),
+    I64_REM_U,
+    I64_ADD,
+  ]
+  return {
+    name: 'muladdmod',
+    params: [I32, I32, I32, I32, I64, I64, I64, I64],
+    locals: [I32, I64],
+    code: mapLoop(bytes, i, out, [
+      ...[...load(a, i), ...get(q), I64_REM_U, ...set(r)],
+      ...load(c, i),
+      ...term(0, d0, true),
+      ...term(15, d1, true),
+      ...term(30, d2, false),
+      ...get(q),
+      I64_REM_U,
+    ]),
+  }
+})()
+
+/**
  * (a, b, c, m, k, nbytes): c += a·b for a (m×k), b (k×n), nbytes = 8n; all of m, k, n > 0. i-l-j loop order so
  * the innermost loop streams along rows of b and c.
  */
@@ -203,6 +236,16 @@ interface Kernels {
   xor: Bin
   and: Bin
   matmul: (a: number, b: number, c: number, m: number, k: number, nbytes: number) => void
+  muladdmod: (
+    a: number,
+    c: number,
+    out: number,
+    bytes: number,
+    q: bigint,
+    d0: bigint,
+    d1: bigint,
+    d2: bigint,
+  ) => void
 }
 
 // The project's TypeScript lib has no DOM/WebAssembly typings; declare the little used here.
@@ -233,6 +276,7 @@ const wasm = new WA.Instance(
       shr,
       remu,
       matmul,
+      mulAddMod,
     ]),
   ),
   { env: { mem: memory } },
@@ -290,6 +334,24 @@ export function ringRem(a: Ring, p: bigint): Ring {
   if (p <= 0n || p >= 1n << 64n) throw new SyndicateError('ERR_RING_SHAPE', `modulus ${p} out of range`)
   return unary(wasm.remu, a, BigInt.asIntN(64, p))
 }
+/**
+ * (c + (a mod q)·s) mod q elementwise, for c < q < 2^45 and s < q (RNS arithmetic on HE polynomials, whose
+ * products would overflow 64 bits).
+ */
+export function ringMulAddMod(c: Ring, a: Ring, q: bigint, s: bigint): Ring {
+  sameLength(a, c)
+  if (q <= 0n || q >= 1n << 45n || s < 0n || s >= q) {
+    throw new SyndicateError('ERR_RING_SHAPE', `modulus ${q} or factor ${s} out of range`)
+  }
+  const n = a.length
+  const h = heap(24 * n)
+  h.set(a, 0)
+  h.set(c, n)
+  const d = [s, (s << 15n) % q, (s << 30n) % q]
+  wasm.muladdmod(0, 8 * n, 16 * n, 8 * n, q, d[0], d[1], d[2])
+  return h.slice(2 * n, 3 * n)
+}
+
 /** -((-a) >> f): the second party's half of SecureML local truncation. */
 export const ringNegSarNeg = (a: Ring, f: number): Ring => unary(wasm.nsar, a, BigInt(f))
 

@@ -312,24 +312,42 @@ export class MpcSession {
     y: SharedMatrix,
     corr: { b: Ring; c: Ring },
   ): Promise<SharedMatrix> {
-    const { rows: k, cols: n } = y
-    if (corr.b.length !== k * n || corr.c.length !== rows * n) {
+    if (this.self === owner && (!x || x.length !== rows * y.rows))
+      throw new SyndicateError(ERR_MPC_SHAPE, `the owner must pass ${rows}x${y.rows} values`)
+    const xr = this.self === owner ? encodeFixed(x!, this.fracBits) : undefined
+    const z = await this.matmulOwnedRing(owner, xr, rows, y.share, y.rows, y.cols, corr)
+    return this.truncate({ rows, cols: y.cols, share: z })
+  }
+
+  /**
+   * `matmulOwned` on ring values, not truncated: X (rows×k, the owner's ring matrix) · shares of Y (k×n). Also
+   * takes the correlations of `FixedMatrix.forward` / `backward` (he-fixed.ts).
+   */
+  async matmulOwnedRing(
+    owner: string,
+    x: Ring | undefined,
+    rows: number,
+    y: Ring,
+    k: number,
+    n: number,
+    corr: { b: Ring; c: Ring },
+  ): Promise<Ring> {
+    if (y.length !== k * n || corr.b.length !== k * n || corr.c.length !== rows * n) {
       throw new SyndicateError(ERR_MPC_SHAPE, `the owned triple does not fit ${rows}x${k} · ${k}x${n}`)
     }
-    const f = ringSub(y.share, corr.b)
+    const f = ringSub(y, corr.b)
     const tag = `${this.tag}/o${this.seq++}`
     this.rounds++
     if (this.self !== owner) {
       await this.ch.send(owner, tag, ringToBytes(f))
-      return this.truncate({ rows, cols: n, share: corr.c })
+      return corr.c
     }
     if (!x || x.length !== rows * k)
       throw new SyndicateError(ERR_MPC_SHAPE, `the owner must pass ${rows}x${k} values`)
     let F = f
     for (const p of this.parties)
       if (p !== this.self) F = ringAdd(F, ringFromBytes(await this.ch.recv(p, tag), k * n, p, tag))
-    const z = ringAdd(corr.c, ringMatmul(encodeFixed(x, this.fracBits), F, rows, k, n))
-    return this.truncate({ rows, cols: n, share: z })
+    return ringAdd(corr.c, ringMatmul(x, F, rows, k, n))
   }
 
   /** Fixed-point elementwise product (same shapes), truncated. */

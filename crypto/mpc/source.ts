@@ -108,11 +108,17 @@ export abstract class StockedSource implements CorrelatedSource {
   async prepare(plan: readonly CorrelationRequest[]): Promise<void> {
     for (const req of plan) {
       checkRequest(req)
-      const item = await this.generate(req, false)
+      this.stockItems([req], [await this.generate(req, false)])
+    }
+  }
+
+  /** Queues generated correlations for their requests (for sources that generate several at once). */
+  protected stockItems(reqs: readonly CorrelationRequest[], items: readonly Correlation[]): void {
+    for (const [i, req] of reqs.entries()) {
       const key = requestKey(req)
       const queue = this.stock.get(key)
-      if (queue) queue.push(item)
-      else this.stock.set(key, [item])
+      if (queue) queue.push(items[i])
+      else this.stock.set(key, [items[i]])
     }
   }
 

@@ -7,19 +7,24 @@
  *   u = X_B·w → σ̃(u) (degree-5 polynomial, sigmoid-poly.ts) → r = σ̃(u) − y_B → g = X_Bᵀ·r
  *   → w ← w − lr_e·(g/|B| + l2·w)   (bias not penalised)
  * The two matrix products use, with a dealer, SecureML's masked-once design matrix (masked-dealer.ts: X − A is
- * opened once, a batch opens only w − b and r − b'); dealer-free, generic Beaver matrix triples from
- * `HeTripleSource`. Offline/online: every correlation of every batch of every epoch is generated before the
+ * opened once, a batch opens only w − b and r − b'); dealer-free, owned products on each party's own block
+ * (`HeTripleSource.fixedMatrix`, crypto/mpc/he-fixed.ts): the block is never shared for the products, its owner
+ * encrypts it once, and per epoch the peer's masks for w and r are multiplied into it homomorphically; online a
+ * batch sends the block's share of w − β and r − β' to its owner. The bias column is public (all ones): its
+ * products are local. Offline/online: every correlation of every batch of every epoch is generated before the
  * first step. At the end each party learns only its own block of weights; the label holder also the bias.
  */
 import { z } from 'zod'
 import { SyndicateError } from '../../../crypto/errors.ts'
-import { encodeFixedScalar } from '../../../crypto/fixed.ts'
+import { encodeFixed, encodeFixedScalar } from '../../../crypto/fixed.ts'
 import {
   type CorrelatedSource,
   type CorrelationRequest,
   DealerSource,
+  type FixedMatrix,
   HeTripleSource,
   MpcSession,
+  type OwnedTriple,
   type SharedMatrix,
 } from '../../../crypto/mpc/index.ts'
 import {
@@ -121,8 +126,8 @@ export const ssLogisticRegression: VerticalAlgorithm = {
       rows: data.rows,
       truncation: triples === 'he' ? 'local' : 'exact',
     }
-    const matrices = triples === 'he' ? 'beaver' : 'masked'
-    const requests = correlationPlan(plan, p, matrices)
+    const matrices = triples === 'he' ? 'owned' : 'masked'
+    const requests = correlationPlan(plan, p)
     const batches = allBatches(plan.rows, p, ctx.seed)
     const D1 = plan.dims.reduce((a, b) => a + b, 0) + 1
     const maskedDealer = () =>
@@ -147,6 +152,7 @@ export const ssLogisticRegression: VerticalAlgorithm = {
       return { algorithm: SSLR_NAME, params: empty, features: [] }
     }
     const source = await createSource(ctx, triples, dealer, compute)
+    const fixed: FixedMatrix[] = []
     try {
       const s = await MpcSession.create(ctx.channel, {
         source,
@@ -157,14 +163,27 @@ export const ssLogisticRegression: VerticalAlgorithm = {
       })
       ctx.progress({ phase: 'offline', message: `${requests.length} correlations (${triples})` })
       await source.prepare(requests)
-      const { X, y } = shareInputs(s, plan, p, data, ctx.labelHolder)
-      const products =
-        matrices === 'beaver'
-          ? beaverProducts(s, X, D1)
-          : await maskedProducts(s, X, D1, await maskedDealer(), batches)
+      let products: BatchProducts
+      const y = shareLabels(s, plan, data, ctx.labelHolder)
+      if (matrices === 'owned') {
+        const own = encodeFixed(clipped(data.X, p.clip), p.fracBits)
+        const blocks = await ownedCorrelations(
+          s,
+          source as HeTripleSource,
+          plan,
+          own,
+          batches,
+          p.epochs,
+          fixed,
+        )
+        products = ownedProducts(s, plan, own, blocks)
+      } else {
+        products = await maskedProducts(s, shareDesign(s, plan, p, data), D1, await maskedDealer(), batches)
+      }
       const w = await trainShared(ctx, s, plan, p, y, products)
       return await revealOwnBlocks(ctx, s, plan, p, data, w)
     } finally {
+      for (const f of fixed) f.dispose()
       if (source instanceof HeTripleSource) source.dispose()
     }
   },
@@ -191,11 +210,7 @@ async function createSource(
 }
 
 /** Every correlation the online phase takes, in order (the program below, batch by batch). */
-function correlationPlan(
-  plan: SslrPlan,
-  p: Pick<SslrParams, 'epochs' | 'batchSize' | 'fracBits'>,
-  matrices: 'beaver' | 'masked',
-) {
+function correlationPlan(plan: SslrPlan, p: Pick<SslrParams, 'epochs' | 'batchSize' | 'fracBits'>) {
   const D1 = plan.dims.reduce((a, b) => a + b, 0) + 1
   const f = p.fracBits
   const exact = plan.truncation === 'exact'
@@ -205,7 +220,6 @@ function correlationPlan(
   }
   for (let e = 0; e < p.epochs; e++) {
     for (const m of batchSizes(plan.rows, p.batchSize)) {
-      if (matrices === 'beaver') out.push({ kind: 'matmul', m, k: D1, n: 1 })
       trunc(m, f + POLY_SHIFT)
       for (let i = 0; i < 2; i++) {
         out.push({ kind: 'mul', n: m })
@@ -215,7 +229,6 @@ function correlationPlan(
       if (!exact) trunc(m, f)
       out.push({ kind: 'mul', n: m })
       trunc(m, exact ? 2 * f : f)
-      if (matrices === 'beaver') out.push({ kind: 'matmul', m: D1, k: m, n: 1 })
       if (!exact) trunc(D1, f)
       trunc(D1, (exact ? 2 * f : f) + UPDATE_BITS)
     }
@@ -223,14 +236,8 @@ function correlationPlan(
   return out
 }
 
-/** The shared n × (D+1) design matrix [X_1 | … | X_k | 1] and the shared labels. */
-function shareInputs(
-  s: MpcSession,
-  plan: SslrPlan,
-  p: SslrParams,
-  data: LocalData,
-  labelHolder: string,
-): { X: Ring; y: SharedMatrix } {
+/** The shared n × (D+1) design matrix [X_1 | … | X_k | 1] (for the dealer's masked products). */
+function shareDesign(s: MpcSession, plan: SslrPlan, p: SslrParams, data: LocalData): Ring {
   const n = plan.rows
   const D1 = plan.dims.reduce((a, b) => a + b, 0) + 1
   const X = new BigUint64Array(n * D1)
@@ -246,13 +253,16 @@ function shareInputs(
     const one = encodeFixedScalar(1, s.fracBits)
     for (let r = 0; r < n; r++) X[r * D1 + D1 - 1] = one
   }
-  const y = s.share(
+  return X
+}
+
+function shareLabels(s: MpcSession, plan: SslrPlan, data: LocalData, labelHolder: string): SharedMatrix {
+  return s.share(
     labelHolder,
-    n,
+    plan.rows,
     1,
     labelHolder === s.self ? Float64Array.from(data.y as Uint8Array) : undefined,
   )
-  return { X, y }
 }
 
 /** The two secure matrix products of a batch, on ring shares at 2·fracBits (untruncated). */
@@ -263,18 +273,98 @@ interface BatchProducts {
   backward(r: Ring): Promise<Ring>
 }
 
-/** Generic Beaver matrix products (the dealer-free source): X_B is masked afresh for each product. */
-function beaverProducts(s: MpcSession, X: Ring, D1: number): BatchProducts {
-  let XB: Ring = new BigUint64Array(0)
+/** One party's feature block and its dealer-free correlations for every batch (training order). */
+interface OwnedBlock {
+  owner: string
+  col: number
+  d: number
+  fwd: OwnedTriple[]
+  bwd: OwnedTriple[]
+}
+
+/**
+ * The offline phase of the owned products: each block's owner encrypts it once, then per epoch one exchange
+ * per direction covers all of that epoch's batches. Both blocks run at the same time (each party is the owner
+ * of one and the peer of the other), so two machines work in parallel.
+ */
+async function ownedCorrelations(
+  s: MpcSession,
+  source: HeTripleSource,
+  plan: SslrPlan,
+  own: Ring,
+  batches: Uint32Array[],
+  epochs: number,
+  fixed: FixedMatrix[],
+): Promise<OwnedBlock[]> {
+  const blocks: OwnedBlock[] = []
+  let col = 0
+  for (const [i, owner] of plan.compute.entries()) {
+    const d = plan.dims[i]
+    if (d > 0) blocks.push({ owner, col, d, fwd: [], bwd: [] })
+    col += d
+  }
+  const perEpoch = batches.length / epochs
+  await Promise.all(
+    blocks.map(async (b) => {
+      const f = await source.fixedMatrix(b.owner, b.owner === s.self ? own : undefined, plan.rows, b.d)
+      fixed.push(f)
+      for (let e = 0; e < epochs; e++) {
+        const epoch = batches.slice(e * perEpoch, (e + 1) * perEpoch)
+        b.fwd.push(...(await f.forward(epoch)))
+        b.bwd.push(...(await f.backward(epoch)))
+      }
+    }),
+  )
+  return blocks
+}
+
+/**
+ * Dealer-free products with each block owned by its party: X_B·w = Σ_blocks X_q,B·w_q + w_bias and
+ * X_Bᵀ·r = [X_q,Bᵀ·r …; Σ r], the block products with the owned correlations (one message per block, from the
+ * peer to the owner, all in one round), the bias terms local. Results at 2·fracBits like the other products.
+ */
+function ownedProducts(s: MpcSession, plan: SslrPlan, own: Ring, blocks: OwnedBlock[]): BatchProducts {
+  const D1 = plan.dims.reduce((a, b) => a + b, 0) + 1
+  const one = encodeFixedScalar(1, s.fracBits)
+  let at = -1
+  let mine: Ring = new BigUint64Array(0)
   let m = 0
   return {
-    forward(idx, w) {
+    async forward(idx, w) {
+      at++
       m = idx.length
-      XB = gatherRows(X, idx, D1)
-      return s.matmulRing(XB, w, m, D1, 1)
+      const block = blocks.find((b) => b.owner === s.self)
+      mine = block ? gatherRows(own, idx, block.d) : mine
+      const parts = await Promise.all(
+        blocks.map((b) =>
+          s.matmulOwnedRing(
+            b.owner,
+            b.owner === s.self ? mine : undefined,
+            m,
+            w.slice(b.col, b.col + b.d),
+            b.d,
+            1,
+            b.fwd[at],
+          ),
+        ),
+      )
+      const bias = ringConst(m, BigInt.asUintN(64, w[D1 - 1] * one))
+      return parts.reduce((u, v) => ringAdd(u, v), bias)
     },
-    backward(r) {
-      return s.matmulRing(ringTranspose(XB, m, D1), r, D1, m, 1)
+    async backward(r) {
+      const block = blocks.find((b) => b.owner === s.self)
+      const mineT = block ? ringTranspose(mine, m, block.d) : undefined
+      const parts = await Promise.all(
+        blocks.map((b) =>
+          s.matmulOwnedRing(b.owner, b.owner === s.self ? mineT : undefined, b.d, r, m, 1, b.bwd[at]),
+        ),
+      )
+      const g = new BigUint64Array(D1)
+      for (const [i, b] of blocks.entries()) g.set(parts[i], b.col)
+      let sum = 0n
+      for (const v of r) sum += v
+      g[D1 - 1] = BigInt.asUintN(64, sum * one)
+      return g
     },
   }
 }
