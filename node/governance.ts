@@ -25,6 +25,7 @@ export class Governance {
   private witness: Witness | undefined
   private checkpointTimer: NodeJS.Timeout | undefined
   private witnessTimer: NodeJS.Timeout | undefined
+  private witnessing: Promise<unknown> | undefined
   private readonly signer: Signer
   private readonly deps: {
     host: Host
@@ -69,13 +70,22 @@ export class Governance {
         this.deps.logger.error({ err: (e as Error).message }, 'cannot log a membership change'),
       )
     })
-    this.witnessTimer = setInterval(() => void this.witnessAll(), this.deps.witnessIntervalMs)
+    this.witnessTimer = setInterval(() => {
+      if (this.witnessing) return
+      this.witnessing = this.witnessAll()
+        .catch((e) => this.deps.logger.warn({ err: (e as Error).message }, 'witness round failed'))
+        .finally(() => {
+          this.witnessing = undefined
+        })
+    }, this.deps.witnessIntervalMs)
     this.witnessTimer.unref()
   }
 
-  stop(): void {
+  /** Stops the timers and waits for a witness round under way, so that none touches a closed store. */
+  async stop(): Promise<void> {
     clearTimeout(this.checkpointTimer)
     clearInterval(this.witnessTimer)
+    await this.witnessing
   }
 
   /** The log, once a consortium is installed. */
