@@ -16,7 +16,8 @@ import { binMatrix, fitBinning } from '../../preprocess/binning.ts'
 import type { JointContext, LocalData, ModelPart, VerticalAlgorithm } from '../types.ts'
 import { badMessage } from '../vertical/wire.ts'
 import { secureBoostParams, type TreeParams } from './params.ts'
-import { GradientKeys, HistogramEngine } from './poly.ts'
+import { GradientKeys, SB_DEGREE } from './poly.ts'
+import { HistogramPool } from './pool.ts'
 import {
   accumulate,
   bestSplit,
@@ -33,6 +34,7 @@ export const SECUREBOOST_NAME = 'secureboost'
 /** Gradient chunks per message (~4 MB). */
 const BATCH = 16
 export const ERR_SB_DATA = 'ERR_SB_DATA'
+export const ERR_SB_HISTOGRAM = 'ERR_SB_HISTOGRAM'
 
 /** A split a party owns: rows with x <= threshold go left, missing values follow missingLeft. */
 export interface SplitRule {
@@ -172,6 +174,11 @@ async function trainLabelHolder(ctx: JointContext, data: LocalData): Promise<Mod
         accumulate(out[k], layout, 0, bins, d, o.rows, g, h)
       })
       if (layout.nv.length === d) return out
+      const sums = need.map((o) => {
+        let s = 0n
+        for (const r of o.rows) s += gh[r]
+        return s
+      })
       // The row lists go in the command; the chunks follow in batches, each sent as soon as it is encrypted, so
       // a feature holder on another machine computes while we encrypt and no message exceeds ~4 MB.
       const header = { type: 'hist', n: chunk, nodes: need.map((o) => o.rows.length) }
@@ -213,10 +220,23 @@ async function trainLabelHolder(ctx: JointContext, data: LocalData): Promise<Mod
           const j = joint + f
           for (let node = 0; node < need.length; node++) {
             const coeffs = keys.decrypt(m.parts[node * fq + f])
+            let total = 0n
             for (let b = 0; b <= layout.nv[j]; b++) {
-              const sum = unpackGhSum(centre(coeffs[b * chunk + chunk - 1], t), packing)
+              const v = centre(coeffs[b * chunk + chunk - 1], t)
+              total += v
+              const sum = unpackGhSum(v, packing)
               out[node].g[layout.off[j] + b] = sum.g
               out[node].h[layout.off[j] + b] = sum.h
+            }
+            // Every row falls in exactly one bin: the bins must add up to the node's exact packed sum, which
+            // catches a corrupted or wrongly computed histogram (it replaces a noise-budget check).
+            if ((total - sums[node]) % t !== 0n) {
+              throw new SyndicateError(
+                ERR_SB_HISTOGRAM,
+                `${q}'s histogram of its feature ${f} does not add up to the node's gradient sum; ` +
+                  'its result is corrupted (retry the job; if it persists, report it)',
+                { party: q, feature: f },
+              )
             }
           }
         }
@@ -363,10 +383,10 @@ async function trainFeatureHolder(ctx: JointContext, data: LocalData): Promise<M
   if (!ch.parties.includes(LH)) {
     throw new SyndicateError(ERR_SB_DATA, `label holder ${LH} is not a party of the job`, {})
   }
-  const engine = await HistogramEngine.fromBundle(await ch.recv(LH, T('keys')))
+  const pool = await HistogramPool.start(await ch.recv(LH, T('keys')), bins, d)
   try {
     await ch.send(LH, T('hello'), encodeMessage({ rows: data.rows, bins: valueBins }))
-    const N = engine.coeffs.degree
+    const N = SB_DEGREE
     const splits: SplitRule[] = []
     const widths = valueBins.map((b) => b + 1)
     for (let s = 0; ; s++) {
@@ -393,22 +413,19 @@ async function trainFeatureHolder(ctx: JointContext, data: LocalData): Promise<M
           const rows = readRows(LH, tag, m.parts[k], data.rows)
           if (rows.length !== counts[k]) throw badMessage(LH, tag, 'row count')
           const chunks = Math.ceil(rows.length / chunk)
-          const node = engine.begin(
-            rows,
-            chunk,
-            widths,
-            (f, r) => bins[r * d + f],
-            rows.length === data.rows, // the root: the same layout every tree
-          )
+          // The root (all rows, in order) has the same layout every tree: its plaintexts are cached.
+          const node = pool.node(rows, chunk, widths, rows.length === data.rows)
           try {
             for (let batch = 0; batch * BATCH < chunks; batch++) {
               const btag = T(`c${s}/${k}/${batch}`)
               const b = await recvMessage(ch, LH, btag)
               if (b.parts.length !== Math.min(BATCH, chunks - batch * BATCH))
                 throw badMessage(LH, btag, 'chunk count')
-              for (const part of b.parts) node.add(part)
+              b.parts.forEach((part, i) => {
+                node.add(part, batch * BATCH + i)
+              })
             }
-            out.push(...node.finish())
+            out.push(...(await node.finish()))
           } finally {
             node.free()
           }
@@ -440,7 +457,7 @@ async function trainFeatureHolder(ctx: JointContext, data: LocalData): Promise<M
     const model: FeatureHolderModel = { splits }
     return { algorithm: SECUREBOOST_NAME, params: model, features: [...data.features] }
   } finally {
-    engine.free()
+    await pool.close()
   }
 }
 
