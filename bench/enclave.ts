@@ -70,6 +70,23 @@ function plaintext(
   return { seconds: (performance.now() - t0) / 1000, auc: a }
 }
 
+/** One case next to its plaintext baseline. */
+function compared(
+  name: string,
+  run: { seconds: number } & Record<string, number | undefined>,
+  base: { seconds: number; auc: number },
+): void {
+  emit({
+    bench: 'enclave',
+    case: name,
+    ...run,
+    baseline_s: base.seconds,
+    ratio: ratio(run.seconds, base.seconds),
+    target: TARGET_RATIO,
+    auc_plaintext: base.auc,
+  })
+}
+
 /** The best of `repeat` runs (noise on a shared machine only ever adds time). */
 async function best<T extends { seconds: number }>(
   repeat: number,
@@ -177,15 +194,7 @@ export default async function enclave(argv: string[]): Promise<void> {
           auc: out.metrics.auc,
         }
       })
-      emit({
-        bench: 'enclave',
-        case: `tee ${algorithm} direct (in process, 3 owners, 30000 rows)`,
-        ...run,
-        baseline_s: base.seconds,
-        ratio: ratio(run.seconds, base.seconds),
-        target: TARGET_RATIO,
-        auc_plaintext: base.auc,
-      })
+      compared(`tee ${algorithm} direct (in process, 3 owners, 30000 rows)`, run, base)
     }
   } finally {
     await cluster.stop()
@@ -223,15 +232,7 @@ export default async function enclave(argv: string[]): Promise<void> {
         const seconds = (performance.now() - t0) / 1000
         return { seconds, auc: (await proposer.node.jobs.get(id))?.result?.metrics.auc }
       })
-      emit({
-        bench: 'enclave',
-        case: `tee ${algorithm} job libp2p (4 nodes, 3 owners, 30000 rows)`,
-        ...run,
-        baseline_s: base.seconds,
-        ratio: ratio(run.seconds, base.seconds),
-        target: TARGET_RATIO,
-        auc_plaintext: base.auc,
-      })
+      compared(`tee ${algorithm} job libp2p (4 nodes, 3 owners, 30000 rows)`, run, base)
     }
   } finally {
     await sim.stop()
