@@ -9,7 +9,7 @@ import { SimulatedPlatform } from '../enclave/platform.ts'
 import { specHashOf } from '../enclave/release.ts'
 import { attest, NonceBook, SimVerifier } from '../enclave/verifier.ts'
 import { loadCsv } from '../learning/data/csv.ts'
-import { type Dataset, joinOnId, selectColumns } from '../learning/data/dataset.ts'
+import { type Dataset, joinOnId, prefixColumns, selectColumns } from '../learning/data/dataset.ts'
 import { stratifiedSplit } from '../learning/data/split.ts'
 import { auc } from '../learning/metrics/ranking.ts'
 import { scoreDataset, trainModel } from '../learning/models/train.ts'
@@ -55,14 +55,7 @@ function plaintext(
   seed: number,
 ): { seconds: number; auc: number } {
   const t0 = performance.now()
-  const parts = data.map(({ name, rows }) => ({
-    ...rows,
-    featureNames: rows.featureNames.map((f) => `${name}.${f}`),
-    schema: {
-      ...rows.schema,
-      columns: rows.schema.columns.map((c) => ({ ...c, name: `${name}.${c.name}` })),
-    },
-  }))
+  const parts = data.map(({ name, rows }) => prefixColumns(rows, `${name}.`))
   const joined = parts.slice(1).reduce((acc, p) => joinOnId(acc, p), parts[0])
   const { train, test } = stratifiedSplit(joined, seed, 0.2)
   const model = algorithm === 'lr' ? trainModel('lr', train) : trainModel('gbdt', train)

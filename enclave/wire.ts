@@ -12,7 +12,6 @@
  *   host → asker   tee-score/scores  probabilities sealed to the asker's reply key
  */
 import { z } from 'zod'
-import { SyndicateError } from '../crypto/errors.ts'
 import { Hex32 } from './evidence.ts'
 import { SignedUsagePolicySchema } from './release.ts'
 
@@ -60,24 +59,3 @@ export const ResultSchema = z.strictObject({
   }),
 })
 export type Result = z.infer<typeof ResultSchema>
-
-export function encodeJson(v: unknown): Uint8Array {
-  return new TextEncoder().encode(JSON.stringify(v))
-}
-
-/** Parses a JSON message from `from` against `schema`; a bad message names the sender and the field. */
-export function decodeMessage<T>(schema: z.ZodType<T>, bytes: Uint8Array, from: string, what: string): T {
-  let raw: unknown
-  try {
-    raw = JSON.parse(new TextDecoder().decode(bytes))
-  } catch {
-    throw new SyndicateError('ERR_INVALID_MESSAGE', `${from} sent a ${what} that is not JSON`)
-  }
-  const r = schema.safeParse(raw)
-  if (!r.success)
-    throw new SyndicateError(
-      'ERR_INVALID_MESSAGE',
-      `${from} sent an invalid ${what}: ${r.error.issues[0]?.path.join('.')} ${r.error.issues[0]?.message}`,
-    )
-  return r.data
-}

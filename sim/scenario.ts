@@ -9,13 +9,14 @@ import { bundledDataDir, HORIZONTAL_PLAN, VERTICAL_PLAN } from './data.ts'
  * Scenarios on a simulated consortium, driven as operators would: through each node's HTTP API (register
  * datasets, set policies, propose jobs) and read back from the jobs' records.
  */
-export async function call<T = unknown>(
+/** One HTTP API request with an operator's (or auditor's) token: the status and the JSON body. */
+export async function request(
   node: RunningNode,
   token: string,
   method: string,
   path: string,
   body?: unknown,
-): Promise<T> {
+) {
   const res = await fetch(`${node.httpUrl}${path}`, {
     method,
     headers: {
@@ -24,10 +25,26 @@ export async function call<T = unknown>(
     },
     body: body !== undefined ? JSON.stringify(body) : undefined,
   })
-  const json = (await res.json()) as T & { error?: { code: string; message: string } }
-  if (!res.ok)
-    throw new Error(`${method} ${path} on ${node.config.name}: ${json.error?.code} ${json.error?.message}`)
-  return json
+  return {
+    status: res.status,
+    body: (await res.json()) as Record<string, unknown> & { error?: { code: string; message: string } },
+  }
+}
+
+/** `request` that returns the body and throws, naming the node and the error, on a failure status. */
+export async function call<T = unknown>(
+  node: RunningNode,
+  token: string,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<T> {
+  const r = await request(node, token, method, path, body)
+  if (r.status >= 400)
+    throw new Error(
+      `${method} ${path} on ${node.config.name}: ${r.body.error?.code} ${r.body.error?.message}`,
+    )
+  return r.body as T
 }
 
 /** Every node accepts jobs on any registered dataset automatically (a simulation, not a production policy). */

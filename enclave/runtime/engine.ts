@@ -15,7 +15,7 @@ import { type BoxKeyPair, newBoxKeyPair, openBox, sealBox } from '../../crypto/b
 import { canonicalBytes, signingBytes } from '../../crypto/canonical.ts'
 import { SyndicateError } from '../../crypto/errors.ts'
 import { x25519PrivateKey, x25519RawPublic } from '../../crypto/psi/x25519.ts'
-import { type Dataset, featureMatrix, joinOnId } from '../../learning/data/dataset.ts'
+import { type Dataset, featureMatrix, joinOnId, prefixColumns } from '../../learning/data/dataset.ts'
 import { stratifiedSplit } from '../../learning/data/split.ts'
 import { scoreMetrics } from '../../learning/metrics/summary.ts'
 import { predictProba } from '../../learning/models/predict.ts'
@@ -129,17 +129,6 @@ interface Held {
   tables: Dataset[]
   keys: Uint8Array[]
   rows: number
-}
-
-/** The owner's columns renamed `party.column`, so that joined parties never collide. */
-function qualify(t: Dataset, party: string): Dataset {
-  const q = (n: string) => `${party}.${n}`
-  return {
-    ...t,
-    schema: { ...t.schema, columns: t.schema.columns.map((c) => ({ ...c, name: q(c.name) })) },
-    featureNames: t.featureNames.map(q),
-    categories: Object.fromEntries(Object.entries(t.categories).map(([k, v]) => [q(k), v])),
-  }
 }
 
 export class EnclaveEngine {
@@ -350,7 +339,7 @@ export class EnclaveEngine {
         const plain = decryptChunks(key, u.chunks as Uint8Array[], jobId, o.name)
         try {
           // Columns are qualified by owner (`bank-a.x0`): parties' files may reuse column names.
-          const t = qualify(decodeTable(plain, o.name), o.name)
+          const t = prefixColumns(decodeTable(plain, o.name), `${o.name}.`)
           tables.push(t)
           held.rows += t.ids.length
           this.liveRows += t.ids.length
@@ -495,29 +484,20 @@ export class EnclaveEngine {
         )
         if (!plain) throw new SyndicateError('ERR_ENCLAVE_TAMPERED', `the rows of ${party} do not open`)
         try {
-          tables.push(qualify(decodeTable(plain, party), party))
+          tables.push(prefixColumns(decodeTable(plain, party), `${party}.`))
         } finally {
           plain.fill(0)
         }
       }
-      const ids = tables[0]?.ids.slice() ?? []
-      const X = new Float64Array(ids.length * served.model.features.length)
-      const at = tables.map((t) => new Map(t.ids.map((id, i) => [id, i])))
-      served.model.features.forEach((f, j) => {
-        const ti = tables.findIndex((t) => t.featureNames.includes(f))
-        if (ti < 0) throw new SyndicateError('ERR_DATA_MISSING_FEATURES', `no party sent feature ${f}`)
-        const t = tables[ti]
-        const c = t.featureNames.indexOf(f)
-        const d = t.featureNames.length
-        ids.forEach((id, i) => {
-          const r = at[ti].get(id)
-          if (r === undefined)
-            throw new SyndicateError('ERR_UNKNOWN_CUSTOMER', `no party row for a requested customer`)
-          X[i * served.model.features.length + j] = t.X[r * d + c]
-        })
-      })
-      const p = predictProba(served.model, X, ids.length)
-      X.fill(0)
+      // Every owner sent the customers in the asker's order; the join keeps that order and drops nobody.
+      const rowCount = tables[0]?.ids.length ?? 0
+      const joined = tables.slice(1).reduce((acc, t) => joinOnId(acc, t), tables[0])
+      if (joined !== tables[0]) tables.push(joined)
+      if (joined.ids.length !== rowCount)
+        throw new SyndicateError('ERR_UNKNOWN_CUSTOMER', 'the parties sent rows of different customers')
+      const X = featureMatrix(joined, served.model.features)
+      if (X !== joined.X) tables.push({ ...joined, X })
+      const p = predictProba(served.model, X, rowCount)
       const out = new Uint8Array(p.buffer.slice(p.byteOffset, p.byteOffset + p.byteLength))
       return sealBox(hexToBytes(replyKey), out, 'scores', new TextEncoder().encode(`${jobId}\n${session}`))
     } finally {

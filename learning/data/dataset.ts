@@ -4,7 +4,7 @@
  * were numeric, else an index into `categories[name]`.
  */
 import { SyndicateError } from '../../crypto/errors.ts'
-import type { ColumnSchema, DatasetSchema } from './schema.ts'
+import type { DatasetSchema } from './schema.ts'
 
 export interface Dataset {
   schema: DatasetSchema
@@ -94,15 +94,30 @@ export interface JoinOptions {
  * with the left features followed by the right features. At most one side may carry a label.
  */
 export function joinOnId(left: Dataset, right: Dataset, opts: JoinOptions = {}): Dataset {
+  const [pl, pr] = opts.prefixes ?? ['', '']
+  return join(prefixColumns(left, pl), prefixColumns(right, pr))
+}
+
+/** The same rows with every feature column renamed `prefix + name` (schema, names and category lists). */
+export function prefixColumns(ds: Dataset, prefix: string): Dataset {
+  if (prefix === '') return ds
+  return {
+    ...ds,
+    schema: { ...ds.schema, columns: ds.schema.columns.map((c) => ({ ...c, name: prefix + c.name })) },
+    featureNames: ds.featureNames.map((n) => prefix + n),
+    categories: Object.fromEntries(Object.entries(ds.categories).map(([k, v]) => [prefix + k, v])),
+  }
+}
+
+function join(left: Dataset, right: Dataset): Dataset {
   if (left.y && right.y) {
     throw new SyndicateError(
       'ERR_DATA_JOIN_LABELS',
       'Both datasets carry a label column; in a vertical join only one party holds the label. Load one side without `label`.',
     )
   }
-  const [pl, pr] = opts.prefixes ?? ['', '']
-  const namesL = left.featureNames.map((n) => pl + n)
-  const namesR = right.featureNames.map((n) => pr + n)
+  const namesL = left.featureNames
+  const namesR = right.featureNames
   const clash = namesL.filter((n) => namesR.includes(n))
   if (clash.length > 0) {
     throw new SyndicateError(
@@ -133,21 +148,17 @@ export function joinOnId(left: Dataset, right: Dataset, opts: JoinOptions = {}):
     ids[k] = left.ids[i]
     if (y) y[k] = left.y ? left.y[i] : right.y![j]
   })
-  const rename = (cols: ColumnSchema[], p: string) => cols.map((c) => ({ ...c, name: p + c.name }))
-  const categories: Record<string, string[]> = {}
-  for (const [k, v] of Object.entries(left.categories)) categories[pl + k] = v
-  for (const [k, v] of Object.entries(right.categories)) categories[pr + k] = v
   return {
     schema: {
       id: left.schema.id,
       label: left.schema.label ?? right.schema.label,
-      columns: [...rename(left.schema.columns, pl), ...rename(right.schema.columns, pr)],
+      columns: [...left.schema.columns, ...right.schema.columns],
     },
     ids,
     y,
     X,
     featureNames: [...namesL, ...namesR],
-    categories,
+    categories: { ...left.categories, ...right.categories },
   }
 }
 

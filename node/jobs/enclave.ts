@@ -17,9 +17,10 @@ import {
 } from '../../enclave/release.ts'
 import { TeeParamsSchema } from '../../enclave/runtime/engine.ts'
 import { AttestationError, attest, type Claims, NonceBook, SimVerifier } from '../../enclave/verifier.ts'
-import { decodeMessage, encodeJson, ResultSchema, Tags, UploadHeaderSchema } from '../../enclave/wire.ts'
+import { ResultSchema, Tags, UploadHeaderSchema } from '../../enclave/wire.ts'
 import { selectColumns } from '../../learning/data/dataset.ts'
 import type { Model } from '../../learning/models/types.ts'
+import { decodeMessage, encodeMessage } from '../../protocol/define.ts'
 import type { JobSpec } from '../../protocol/jobs.ts'
 import type { DatasetRegistry } from '../services/datasets/registry.ts'
 import type { NodeStore } from '../store.ts'
@@ -188,7 +189,7 @@ async function runOwner(
   await ctx.channel.send(
     host.name,
     Tags.upload,
-    encodeJson({
+    encodeMessage({
       policy: upload.policy,
       wrappedKey: Buffer.from(upload.wrappedKey).toString('base64'),
       chunks: upload.chunks.length,
@@ -203,8 +204,7 @@ async function runOwner(
   const result = decodeMessage(
     ResultSchema,
     await ctx.channel.recv(host.name, Tags.result),
-    host.name,
-    'enclave result',
+    `the enclave result from ${host.name}`,
   )
   const { record, signature } = result.destroyed
   if (record.job !== spec.id || !destroyedSigned(record, signature, claims))
@@ -247,7 +247,7 @@ async function runHost(ctx: ExecutorContext, deps: EnclaveJobDeps) {
       owners.map(async (o) => {
         const nonce = await ctx.channel.recv(o.name, Tags.attest)
         if (nonce.length !== 32) throw new SyndicateError('ERR_INVALID_MESSAGE', `${o.name} sent a bad nonce`)
-        await ctx.channel.send(o.name, Tags.evidence, encodeJson(await cluster.evidence(spec.id, nonce)))
+        await ctx.channel.send(o.name, Tags.evidence, encodeMessage(await cluster.evidence(spec.id, nonce)))
       }),
     )
     ctx.progress({ phase: 'receiving encrypted rows' })
@@ -256,8 +256,7 @@ async function runHost(ctx: ExecutorContext, deps: EnclaveJobDeps) {
         const h = decodeMessage(
           UploadHeaderSchema,
           await ctx.channel.recv(o.name, Tags.upload),
-          o.name,
-          'upload header',
+          `the upload header from ${o.name}`,
         )
         await cluster.upload(spec.id, o.name, h.policy, Buffer.from(h.wrappedKey, 'base64'), h.chunks)
         // Chunks go on to the enclave as they arrive; its replies are awaited together.
@@ -288,7 +287,7 @@ async function runHost(ctx: ExecutorContext, deps: EnclaveJobDeps) {
         ctx.channel.send(
           o.name,
           Tags.result,
-          encodeJson({
+          encodeMessage({
             metrics: out.metrics,
             modelHash: out.modelHash,
             ...(out.models[o.name] ? { model: Buffer.from(out.models[o.name]).toString('base64') } : {}),

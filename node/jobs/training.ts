@@ -12,6 +12,7 @@ import { trainGbdt } from '../../learning/models/gbdt.ts'
 import { predictProba } from '../../learning/models/predict.ts'
 import type { Model } from '../../learning/models/types.ts'
 import { seedFromString } from '../../learning/random.ts'
+import { decodeMessage, encodeMessage } from '../../protocol/define.ts'
 import type { JobSpec } from '../../protocol/jobs.ts'
 import type { DatasetRecord, DatasetRegistry } from '../services/datasets/registry.ts'
 import type { ModelRegistry } from '../services/models/registry.ts'
@@ -117,13 +118,6 @@ export async function loadPartyData(
       `dataset ${rec.name} on ${ctx.self} lacks column(s) ${missing.join(', ')} named in the job`,
     )
   return { rec, ds, features }
-}
-
-function encodeJson(v: unknown): Uint8Array {
-  return new TextEncoder().encode(JSON.stringify(v))
-}
-function decodeJson(b: Uint8Array): unknown {
-  return JSON.parse(new TextDecoder().decode(b))
 }
 
 /** Aligns this party's rows with every other party's by PSI; returns the rows in the common order. */
@@ -256,10 +250,14 @@ export function trainExecutor(deps: TrainingDeps): Executor {
       await Promise.all(
         ctx.channel.parties
           .filter((p) => p !== ctx.self)
-          .map((p) => ctx.channel.send(p, 'result/metrics', encodeJson(metrics ?? {}))),
+          .map((p) => ctx.channel.send(p, 'result/metrics', encodeMessage(metrics ?? {}))),
       )
     } else {
-      metrics = MetricsSchema.parse(decodeJson(await ctx.channel.recv(holder, 'result/metrics')))
+      metrics = decodeMessage(
+        MetricsSchema,
+        await ctx.channel.recv(holder, 'result/metrics'),
+        `the metrics from ${holder}`,
+      )
     }
     const dp = (part.params as { dp?: { epsilon?: number; delta?: number } } | undefined)?.dp
     if (dp?.epsilon !== undefined && dp.delta !== undefined) {
@@ -297,6 +295,7 @@ export function trainExecutor(deps: TrainingDeps): Executor {
 }
 
 const MetricsSchema = z.record(z.string().max(64), z.number())
+const SchemaMessage = z.strictObject({ features: z.union([z.string().max(64), z.number().int()]) })
 
 /**
  * Before any data-dependent step: horizontal parties must hold the same columns; vertical parties must not
@@ -307,10 +306,10 @@ async function agreeOnSchema(ctx: ExecutorContext, features: string[], horizonta
   const others = ch.parties.filter((p) => p !== ctx.self)
   const mine = horizontal ? hashJson(features) : ''
   await Promise.all(
-    others.map((p) => ch.send(p, 'schema', encodeJson({ features: horizontal ? mine : features.length }))),
+    others.map((p) => ch.send(p, 'schema', encodeMessage({ features: horizontal ? mine : features.length }))),
   )
   for (const p of others) {
-    const theirs = decodeJson(await ch.recv(p, 'schema')) as { features: string | number }
+    const theirs = decodeMessage(SchemaMessage, await ch.recv(p, 'schema'), `the schema summary from ${p}`)
     if (horizontal && theirs.features !== mine) {
       throw new SyndicateError(
         'ERR_SCHEMA_MISMATCH',

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { verifyBundles } from '../../governance/verify.ts'
-import { type Dataset, joinOnId, selectColumns, subset } from '../../learning/data/dataset.ts'
+import { type Dataset, joinOnId, prefixColumns, selectColumns, subset } from '../../learning/data/dataset.ts'
 import { stratifiedSplit } from '../../learning/data/split.ts'
 import { auc } from '../../learning/metrics/ranking.ts'
 import { scoreDataset, trainModel } from '../../learning/models/train.ts'
@@ -48,11 +48,7 @@ async function jobEntries(name: string, jobId: string) {
 
 /** The pooled rows as the enclave joins them: columns qualified by owner, label holder first. */
 function pooled(): Dataset {
-  const q = (d: Dataset, party: string): Dataset => ({
-    ...d,
-    featureNames: d.featureNames.map((f) => `${party}.${f}`),
-    schema: { ...d.schema, columns: d.schema.columns.map((c) => ({ ...c, name: `${party}.${c.name}` })) },
-  })
+  const q = (d: Dataset, party: string) => prefixColumns(d, `${party}.`)
   const lender = selectColumns(host, ['x0', 'x1', 'x2', 'x3', 'x4'])
   const insurer = selectColumns(host, ['x5', 'x6', 'x7', 'x8', 'x9'])
   return joinOnId(joinOnId(q(guest, 'bank-a'), q(lender, 'lender-b')), q(insurer, 'insurer-c'))

@@ -5,7 +5,7 @@ import { DEFAULT_ENCLAVE_CONFIG } from '../../enclave/measurement.ts'
 import type { SimulatedPlatform } from '../../enclave/platform.ts'
 import { EnclaveEngine } from '../../enclave/runtime/engine.ts'
 import { attest, type Claims, NonceBook, SimVerifier } from '../../enclave/verifier.ts'
-import { joinOnId } from '../../learning/data/dataset.ts'
+import { joinOnId, prefixColumns } from '../../learning/data/dataset.ts'
 import { stratifiedSplit } from '../../learning/data/split.ts'
 import { auc } from '../../learning/metrics/ranking.ts'
 import { scoreDataset, trainModel } from '../../learning/models/train.ts'
@@ -78,25 +78,7 @@ describe('key release inside the enclave', () => {
     feed(engine, spec.id, 'lender-b', ul)
     const out = await engine.run(spec.id)
     // Plaintext reference: the same join, split and trainer on the pooled rows.
-    const q = (p: string) => (n: string) => `${p}.${n}`
-    const pooled = joinOnId(
-      {
-        ...rows.guest,
-        featureNames: rows.guest.featureNames.map(q('bank-a')),
-        schema: {
-          ...rows.guest.schema,
-          columns: rows.guest.schema.columns.map((c) => ({ ...c, name: q('bank-a')(c.name) })),
-        },
-      },
-      {
-        ...rows.host,
-        featureNames: rows.host.featureNames.map(q('lender-b')),
-        schema: {
-          ...rows.host.schema,
-          columns: rows.host.schema.columns.map((c) => ({ ...c, name: q('lender-b')(c.name) })),
-        },
-      },
-    )
+    const pooled = joinOnId(prefixColumns(rows.guest, 'bank-a.'), prefixColumns(rows.host, 'lender-b.'))
     const { train, test } = stratifiedSplit(pooled, 7, 0.2)
     const plain = auc(test.y!, scoreDataset(trainModel('lr', train), test))
     expect(Math.abs(out.metrics.auc - plain)).toBeLessThan(0.005)

@@ -21,17 +21,5 @@ export async function waitForJob(
   )
 }
 
-export async function api(node: RunningNode, token: string, method: string, path: string, body?: unknown) {
-  const res = await fetch(`${node.httpUrl}${path}`, {
-    method,
-    headers: {
-      authorization: `Bearer ${token}`,
-      ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
-    },
-    body: body !== undefined ? JSON.stringify(body) : undefined,
-  })
-  return {
-    status: res.status,
-    body: (await res.json()) as Record<string, unknown> & { error?: { code: string; message: string } },
-  }
-}
+/** The HTTP API, status and body, without throwing: tests assert on refusals too. */
+export { request as api } from '../../sim/scenario.ts'
