@@ -36,7 +36,8 @@ export class EnclaveInstance {
   >()
   private nextId = 1
   private exitedWith?: string
-  onProgress: (job: string, phase: string) => void = () => {}
+  /** Progress listeners of the jobs running on this instance. */
+  readonly progress = new Map<string, (phase: string) => void>()
   readonly exited: Promise<void>
 
   private constructor(launch: LaunchAttributes, config: EnclaveConfig, proc: ChildProcess) {
@@ -136,7 +137,7 @@ export class EnclaveInstance {
     if (!msg.success) return
     const m = msg.data
     if ('event' in m) {
-      if (m.event === 'progress') this.onProgress(m.job, m.phase)
+      if (m.event === 'progress') this.progress.get(m.job)?.(m.phase)
       return
     }
     const p = this.pending.get(m.id)
@@ -306,11 +307,12 @@ export class EnclaveCluster {
     try {
       for (let attempt = 0; ; attempt++) {
         const inst = r.instance
-        inst.onProgress = (j, phase) => j === job && onProgress(phase)
+        inst.progress.set(job, onProgress)
         try {
           if (!inst.alive) throw new SyndicateError('ERR_ENCLAVE_CRASHED', 'the instance stopped')
           return (await inst.call('job.run', { job })) as JobOutputs
         } catch (e) {
+          inst.progress.delete(job)
           if ((e as SyndicateError).code !== 'ERR_ENCLAVE_CRASHED' || attempt >= 2) throw e
           r.instance = this.instances().find((i) => i !== inst) ?? this.pick()
           this.log('enclave job fails over', {
@@ -325,6 +327,7 @@ export class EnclaveCluster {
         }
       }
     } finally {
+      r.instance.progress.delete(job)
       this.jobs.delete(job)
     }
   }

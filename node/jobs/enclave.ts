@@ -13,6 +13,7 @@ import {
   modelRecipients,
   specHashOf,
   TEE_ALGORITHMS,
+  type TeeSpec,
   TeeSpecSchema,
 } from '../../enclave/release.ts'
 import { TeeParamsSchema } from '../../enclave/runtime/engine.ts'
@@ -114,12 +115,14 @@ export function teeExecutor(deps: EnclaveJobDeps): Executor {
   const verifier = new SimVerifier()
   return async (ctx) => {
     const host = enclaveHostOf(ctx.spec)!
-    return ctx.self === host.name ? runHost(ctx, deps) : runOwner(ctx, deps, host, nonces, verifier)
+    const tee = TeeSpecSchema.parse(ctx.spec)
+    return ctx.self === host.name ? runHost(ctx, tee, deps) : runOwner(ctx, tee, deps, host, nonces, verifier)
   }
 }
 
 async function runOwner(
   ctx: ExecutorContext,
+  tee: TeeSpec,
   deps: EnclaveJobDeps,
   host: JobSpec['parties'][number],
   nonces: NonceBook,
@@ -168,7 +171,7 @@ async function runOwner(
     { jobId: spec.id },
   )
   const me = spec.parties.find((p) => p.name === ctx.self)!
-  const isHolder = labelHolder(TeeSpecSchema.parse(spec)) === ctx.self
+  const isHolder = labelHolder(tee) === ctx.self
   const { ds, features } = await loadPartyData(ctx, deps, isHolder)
   ctx.progress({ phase: 'encrypting rows for the enclave', message: `${ds.ids.length} rows` })
   const pol = deps.policy().enclave
@@ -182,7 +185,7 @@ async function runOwner(
       owner: me.peerId,
       party: me.name,
       algorithms: pol.algorithms,
-      recipients: pol.recipients === '*' ? modelRecipients(TeeSpecSchema.parse(spec)) : pol.recipients,
+      recipients: pol.recipients === '*' ? modelRecipients(tee) : pol.recipients,
       notAfter: Date.parse(spec.deadline),
     },
   })
@@ -235,11 +238,11 @@ async function runOwner(
   return outcome(spec.id, result.metrics, result.modelHash, record.owners, !!result.model)
 }
 
-async function runHost(ctx: ExecutorContext, deps: EnclaveJobDeps) {
+async function runHost(ctx: ExecutorContext, tee: TeeSpec, deps: EnclaveJobDeps) {
   const { spec } = ctx
   const cluster = deps.cluster
   if (!cluster) throw new SyndicateError('ERR_ENCLAVE_UNAVAILABLE', 'this node hosts no enclave')
-  const owners = dataOwners(TeeSpecSchema.parse(spec))
+  const owners = dataOwners(tee)
   let ran = false
   try {
     await cluster.openJob(spec.id, spec)
