@@ -585,11 +585,7 @@ export class JobService {
         },
       }
     } catch (e) {
-      // A party that left the session has usually failed itself: its outcome, naming the cause, is on its
-      // way and aborts this run with that reason. Wait briefly for it rather than blame the messenger.
-      if (!ctl.signal.aborted && (e as { code?: string }).code === ERR_CHANNEL_CLOSED)
-        await abortedWithin(ctl.signal, OUTCOME_GRACE_MS)
-      error = ctl.signal.aborted ? (ctl.signal.reason as Error) : (e as Error)
+      error = ctl.signal.aborted ? (ctl.signal.reason as Error) : await this.explained(job, e as Error)
     } finally {
       this.running.delete(id)
       if (error) channel?.close(error)
@@ -818,6 +814,47 @@ export class JobService {
     return this.d.store.sub<JobRecord>(SUBLEVEL)
   }
 
+  /**
+   * A run that failed because other parties left it (a closed session, clients dropped from a protocol):
+   * those parties have usually failed themselves, and their failure reports name the cause. Wait briefly for
+   * one of them and record it, rather than blame the party that only passed the failure on.
+   */
+  private async explained(job: JobRecord, e: Error): Promise<Error> {
+    const d = (e as SyndicateError).details
+    const names = [
+      ...(typeof d?.party === 'string' ? [d.party] : []),
+      ...(Array.isArray(d?.dropped) ? (d.dropped as unknown[]) : []),
+    ]
+    // A party that is gone altogether (no connection) will not report: waiting for it only delays ours.
+    const suspects = job.spec.parties.filter(
+      (p) =>
+        names.includes(p.name) &&
+        p.peerId !== this.self &&
+        this.d.host.getConnections(peerIdFromString(p.peerId)).length > 0,
+    )
+    const closed = (e as SyndicateError).code === ERR_CHANNEL_CLOSED
+    if (!closed && !Array.isArray(d?.dropped)) return e
+    // A party whose session a peer closed waits longer than one that saw peers drop out, so that two parties
+    // waiting for each other (each saw the other go) resolve: the shorter wait reports first.
+    const deadline = Date.now() + (closed ? OUTCOME_GRACE_MS : OUTCOME_GRACE_MS / 2)
+    while (suspects.length > 0 && Date.now() < deadline && !this.stopped) {
+      const outcomes = (await this.load(job.spec.id))?.outcomes ?? {}
+      const report = suspects.map((p) => outcomes[p.peerId]).find((o) => o && o.state !== 'succeeded')
+      if (report)
+        return new SyndicateError(
+          'ERR_PARTY_FAILED',
+          `${this.nameOf(report.party)} ${report.state}: ${report.reason ?? 'no reason given'}`,
+          { cause: e.message },
+        )
+      await new Promise((r) => setTimeout(r, 50))
+    }
+    return e
+  }
+
+  private nameOf(peerId: string): string {
+    return this.d.membership.member(peerId)?.name ?? peerId
+  }
+
   private async mustGet(id: string): Promise<JobRecord> {
     const job = await this.load(id)
     if (!job) throw new SyndicateError('ERR_NOT_FOUND', `no job ${id} on this node`)
@@ -896,19 +933,5 @@ function invalid(what: string, issues: Array<{ path: PropertyKey[]; message: str
   return new SyndicateError('ERR_INVALID_REQUEST', `invalid ${what}: ${problems.join('; ')}`, { problems })
 }
 
-/** How long a run whose peer left its session waits for that peer's (or another party's) failure report. */
+/** How long a run that others left waits for their failure reports. */
 const OUTCOME_GRACE_MS = 2000
-
-function abortedWithin(signal: AbortSignal, ms: number): Promise<void> {
-  return new Promise((resolve) => {
-    const t = setTimeout(resolve, ms)
-    signal.addEventListener(
-      'abort',
-      () => {
-        clearTimeout(t)
-        resolve()
-      },
-      { once: true },
-    )
-  })
-}

@@ -117,6 +117,6 @@ describe('horizontal training between three nodes', () => {
     const views = await Promise.all(
       [0, 1].map((i) => waitForJob(sim.nodes[i].node, job.spec.id, ['failed'], 60_000)),
     )
-    for (const v of views) expect(v.reason).toMatch(/insurer-c/)
+    for (const v of views) expect(v.reason, views.map((x) => x.reason).join(' | ')).toMatch(/insurer-c/)
   })
 })
