@@ -1,6 +1,7 @@
 /**
  * The secret-sharing MPC engine (docs/mpc.md). What protocols built on it use:
- *  - `MpcSession`: shares of fixed-point matrices; share/reveal, add/sub, matmul, mul, truncate, transpose.
+ *  - `MpcSession`: shares of fixed-point matrices; share/reveal, add/sub, matmul, mul, truncate, transpose;
+ *    `sendInput` / `receiveOutput` for data holders outside the computing parties.
  *  - `sigmoid`, `lessThan`, `lessThanZero`, `relu`, `ltzRing`: non-linear functions on shares.
  *  - Correlated randomness (offline phase) behind `CorrelatedSource`: `DealerSource` (a named party deals) or
  *    `HeTripleSource` (two parties, BFV, no trusted party); `prepare(plan)` ahead of the online phase;
@@ -23,8 +24,10 @@ export {
   ERR_MPC_PARTIES,
   ERR_MPC_SHAPE,
   MpcSession,
+  receiveOutput,
   type SessionOptions,
   type SharedMatrix,
+  sendInput,
   type Truncation,
 } from './session.ts'
 export {

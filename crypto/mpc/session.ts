@@ -156,6 +156,36 @@ export class MpcSession {
     return { rows, cols, share }
   }
 
+  /**
+   * This party's share of a rows×cols ring matrix that `owner`, an input party outside the session, shares in
+   * with `sendInput` under the same `tag`: every computing party but the last derives its share from a seed
+   * the owner sent it, the last receives the remainder (the only message of size rows·cols).
+   */
+  async receiveInput(owner: string, rows: number, cols: number, tag: string): Promise<SharedMatrix> {
+    const n = checkShape(rows, cols)
+    if (this.parties.includes(owner)) {
+      throw new SyndicateError(ERR_MPC_PARTIES, `${owner} computes in this session: share with shareRing`)
+    }
+    const payload = await this.ch.recv(owner, tag)
+    if (this.index < this.parties.length - 1) {
+      if (payload.byteLength !== SEED_BYTES) {
+        throw new SyndicateError(ERR_MPC_BAD_MESSAGE, `input party ${owner} sent a malformed seed`, {
+          from: owner,
+        })
+      }
+      return { rows, cols, share: new Prg(payload).ring(n) }
+    }
+    return { rows, cols, share: ringFromBytes(payload, n, owner, tag) }
+  }
+
+  /** Opens x to `outsider`, a party outside the session that runs `receiveOutput` with the same `tag`. */
+  revealTo(x: SharedMatrix, outsider: string, tag: string): Promise<void> {
+    if (this.parties.includes(outsider)) {
+      throw new SyndicateError(ERR_MPC_PARTIES, `${outsider} computes in this session: use reveal`)
+    }
+    return this.ch.send(outsider, tag, ringToBytes(x.share))
+  }
+
   /** Shares reals (fixed-point encoded) held by `owner`. */
   share(owner: string, rows: number, cols: number, values?: Float64Array | readonly number[]): SharedMatrix {
     return this.shareRing(owner, rows, cols, values ? encodeFixed(values, this.fracBits) : undefined)
@@ -390,6 +420,39 @@ export class MpcSession {
     }
     return z
   }
+}
+
+/**
+ * An input party's side of `MpcSession.receiveInput`: splits `data` among the computing `parties` (a seed to
+ * each but the last, the remainder to the last), so a data holder can take part without computing.
+ */
+export async function sendInput(
+  ch: PartyChannel,
+  parties: readonly string[],
+  tag: string,
+  data: Ring,
+): Promise<void> {
+  let rest = data
+  const sends: Promise<void>[] = []
+  for (const p of parties.slice(0, -1)) {
+    const seed = freshSeed()
+    rest = ringSub(rest, new Prg(seed).ring(data.length))
+    sends.push(ch.send(p, tag, seed))
+  }
+  sends.push(ch.send(parties[parties.length - 1], tag, ringToBytes(rest)))
+  await Promise.all(sends)
+}
+
+/** An outsider's side of `MpcSession.revealTo`: the sum of every computing party's share (n values). */
+export async function receiveOutput(
+  ch: PartyChannel,
+  parties: readonly string[],
+  tag: string,
+  n: number,
+): Promise<Ring> {
+  let sum: Ring = new BigUint64Array(n)
+  for (const p of parties) sum = ringAdd(sum, ringFromBytes(await ch.recv(p, tag), n, p, tag))
+  return sum
 }
 
 function checkShape(rows: number, cols: number): number {

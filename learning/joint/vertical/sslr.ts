@@ -16,7 +16,7 @@
  */
 import { z } from 'zod'
 import { SyndicateError } from '../../../crypto/errors.ts'
-import { encodeFixed, encodeFixedScalar } from '../../../crypto/fixed.ts'
+import { decodeFixed, encodeFixed, encodeFixedScalar } from '../../../crypto/fixed.ts'
 import {
   type CorrelatedSource,
   type CorrelationRequest,
@@ -25,15 +25,21 @@ import {
   HeTripleSource,
   MpcSession,
   type OwnedTriple,
+  receiveOutput,
   type SharedMatrix,
+  sendInput,
 } from '../../../crypto/mpc/index.ts'
 import {
   type Ring,
   ringAdd,
+  ringConcat,
   ringConst,
   ringMatmul,
   ringMul,
+  ringNeg,
   ringScale,
+  ringShl,
+  ringShr,
   ringSub,
   ringTranspose,
 } from '../../../crypto/mpc/ring.ts'
@@ -48,7 +54,13 @@ import {
   linearPredict,
   type PartyShape,
 } from './common.ts'
-import { type BatchMasks, gatherRows, MaskedMatrixDealer } from './masked-dealer.ts'
+import {
+  type BatchMasks,
+  type CrossShares,
+  gatherRows,
+  MaskedMatrixDealer,
+  type TruncShares,
+} from './masked-dealer.ts'
 import { ERR_JOINT_PARAMS, nonNegative, parseParams, positive, positiveInt } from './params.ts'
 import { POLY_SHIFT, SIGMOID_POLY } from './sigmoid-poly.ts'
 
@@ -72,15 +84,24 @@ const Params = z
     triples: z.enum(['he', 'dealer']).optional(),
     /** The dealing party for triples = 'dealer' (required then): it is trusted not to unmask (docs). */
     dealer: z.string().optional(),
+    /**
+     * The parties that run the MPC (>= 2); every other data holder only shares its block in and receives its
+     * weights. Default: the label holder and one other data party (the dealer if it holds data), since every
+     * extra computing party multiplies the online traffic.
+     */
+    computeParties: z.array(z.string()).min(2).optional(),
     fracBits: z.number().int().min(12).max(16).default(16),
   })
   .strict()
 type SslrParams = z.output<typeof Params>
 
 interface SslrPlan {
-  compute: string[]
-  /** Feature count per computing party, in `compute` order (column blocks of the shared X). */
+  /** The data parties (features or labels), in channel order: the column blocks of the shared X. */
+  blocks: string[]
+  /** Feature count per block. */
   dims: number[]
+  /** The parties that run the MPC. */
+  compute: string[]
   rows: number
   truncation: 'local' | 'exact'
 }
@@ -109,24 +130,18 @@ export const ssLogisticRegression: VerticalAlgorithm = {
           : `dealer ${dealer} is not a party of the job`,
       )
     }
-    // A party without features and labels computes nothing; it can serve as an external dealer (an arbiter).
-    const compute = ctx.channel.parties.filter((q) => {
+    const blocks = ctx.channel.parties.filter((q) => {
       const s = shapes.get(q) as PartyShape
-      return s.d > 0 || s.label || (triples === 'dealer' && q === dealer)
+      return s.d > 0 || s.label
     })
-    if (triples === 'he' && compute.length !== 2) {
-      throw new SyndicateError(
-        ERR_JOINT_PARAMS,
-        `dealer-free triples ('he') work for exactly two parties, this job has ${compute.length}; set triples: 'dealer' and name a dealer`,
-      )
-    }
+    const compute = computeParties(ctx, p, triples, dealer, blocks)
     const plan: SslrPlan = {
+      blocks,
+      dims: blocks.map((q) => (shapes.get(q) as PartyShape).d),
       compute,
-      dims: compute.map((q) => (shapes.get(q) as PartyShape).d),
       rows: data.rows,
       truncation: triples === 'he' ? 'local' : 'exact',
     }
-    const matrices = triples === 'he' ? 'owned' : 'masked'
     const requests = correlationPlan(plan, p)
     const batches = allBatches(plan.rows, p, ctx.seed)
     const D1 = plan.dims.reduce((a, b) => a + b, 0) + 1
@@ -137,9 +152,12 @@ export const ssLogisticRegression: VerticalAlgorithm = {
         tag: `${ctx.tagPrefix}/sslr/masks`,
         rows: plan.rows,
         cols: D1,
+        bits: { u: p.fracBits + POLY_SHIFT, t2: p.fracBits, t4: p.fracBits, sig: 2 * p.fracBits },
       })
     if (!compute.includes(ctx.self)) {
-      // no data: an external dealer deals the whole plan; any other such party has nothing to do
+      // An input party shares its block (and labels) into the computation and waits for its weights; an
+      // external dealer deals the whole plan. A party can be both, or neither (then it has nothing to do).
+      if (blocks.includes(ctx.self)) await sendInputs(ctx, plan, p, data)
       if (triples === 'dealer' && ctx.self === dealer) {
         ctx.progress({ phase: 'offline', message: `dealing ${requests.length} correlations` })
         const dealing = await createSource(ctx, triples, dealer, compute)
@@ -148,8 +166,7 @@ export const ssLogisticRegression: VerticalAlgorithm = {
         masks.mask()
         for (const idx of batches) await masks.batch(idx)
       }
-      const empty: LinearPart = { weights: [], clip: p.clip }
-      return { algorithm: SSLR_NAME, params: empty, features: [] }
+      return await receiveOwnBlock(ctx, plan, p, data)
     }
     const source = await createSource(ctx, triples, dealer, compute)
     const fixed: FixedMatrix[] = []
@@ -164,10 +181,11 @@ export const ssLogisticRegression: VerticalAlgorithm = {
       ctx.progress({ phase: 'offline', message: `${requests.length} correlations (${triples})` })
       await source.prepare(requests)
       let products: BatchProducts
-      const y = shareLabels(s, plan, data, ctx.labelHolder)
-      if (matrices === 'owned') {
+      let sigmoid: Sigmoid
+      const y = await shareLabels(ctx, s, plan, data)
+      if (triples === 'he') {
         const own = encodeFixed(clipped(data.X, p.clip), p.fracBits)
-        const blocks = await ownedCorrelations(
+        const owned = await ownedCorrelations(
           s,
           source as HeTripleSource,
           plan,
@@ -176,11 +194,15 @@ export const ssLogisticRegression: VerticalAlgorithm = {
           p.epochs,
           fixed,
         )
-        products = ownedProducts(s, plan, own, blocks)
+        products = ownedProducts(s, plan, own, owned)
+        sigmoid = (u) => localSigmoid(s, u)
       } else {
-        products = await maskedProducts(s, shareDesign(s, plan, p, data), D1, await maskedDealer(), batches)
+        const X = await shareDesign(ctx, s, plan, p, data)
+        const masked = await maskedProducts(s, X, D1, await maskedDealer(), batches)
+        products = masked.products
+        sigmoid = (u, bi) => dealtSigmoid(s, u, masked.masks[bi])
       }
-      const w = await trainShared(ctx, s, plan, p, y, products)
+      const w = await trainShared(ctx, s, plan, p, y, products, sigmoid)
       return await revealOwnBlocks(ctx, s, plan, p, data, w)
     } finally {
       for (const f of fixed) f.dispose()
@@ -191,6 +213,95 @@ export const ssLogisticRegression: VerticalAlgorithm = {
   predict(ctx, part, data) {
     return linearPredict(ctx, part, data, 'sslr')
   },
+}
+
+/** Who computes (see Params.computeParties); 'he' triples need the two data parties themselves. */
+function computeParties(
+  ctx: JointContext,
+  p: SslrParams,
+  triples: 'he' | 'dealer',
+  dealer: string,
+  blocks: string[],
+): string[] {
+  const parties = ctx.channel.parties
+  if (triples === 'he') {
+    if (blocks.length !== 2 || p.computeParties?.some((q) => !blocks.includes(q))) {
+      throw new SyndicateError(
+        ERR_JOINT_PARAMS,
+        `dealer-free triples ('he') work for exactly two computing parties that hold the data, this job has ${blocks.length} data parties; set triples: 'dealer' and name a dealer`,
+      )
+    }
+    return blocks
+  }
+  if (p.computeParties) {
+    const unknown = p.computeParties.filter((q) => !parties.includes(q))
+    if (unknown.length || new Set(p.computeParties).size !== p.computeParties.length) {
+      throw new SyndicateError(
+        ERR_JOINT_PARAMS,
+        `computeParties must name distinct parties of the job${unknown.length ? ` (unknown: ${unknown.join(', ')})` : ''}`,
+      )
+    }
+    // channel order, so every party numbers them alike
+    return parties.filter((q) => p.computeParties!.includes(q))
+  }
+  const second =
+    blocks.includes(dealer) && dealer !== ctx.labelHolder ? dealer : blocks.find((q) => q !== ctx.labelHolder)
+  const pair = [ctx.labelHolder, second ?? dealer]
+  if (pair[1] === pair[0]) {
+    throw new SyndicateError(
+      ERR_JOINT_PARAMS,
+      'SS-LR needs two computing parties; the job has one data party and no other dealer',
+    )
+  }
+  return parties.filter((q) => pair.includes(q))
+}
+
+const inputTag = (ctx: JointContext, owner: string, what: string) =>
+  `${ctx.tagPrefix}/sslr/input/${owner}/${what}`
+const outputTag = (ctx: JointContext, owner: string) => `${ctx.tagPrefix}/sslr/output/${owner}`
+
+/** An input party's block (clipped, fixed-point) and, at the label holder, its labels, shared into the MPC. */
+async function sendInputs(ctx: JointContext, plan: SslrPlan, p: SslrParams, data: LocalData): Promise<void> {
+  const sends = [
+    sendInput(
+      ctx.channel,
+      plan.compute,
+      inputTag(ctx, ctx.self, 'X'),
+      encodeFixed(clipped(data.X, p.clip), p.fracBits),
+    ),
+  ]
+  if (ctx.self === ctx.labelHolder) {
+    sends.push(
+      sendInput(
+        ctx.channel,
+        plan.compute,
+        inputTag(ctx, ctx.self, 'y'),
+        encodeFixed(Float64Array.from(data.y as Uint8Array), p.fracBits),
+      ),
+    )
+  }
+  await Promise.all(sends)
+}
+
+/** An input party's model part: its block of weights (and, at the label holder, the bias), opened to it. */
+async function receiveOwnBlock(
+  ctx: JointContext,
+  plan: SslrPlan,
+  p: SslrParams,
+  data: LocalData,
+): Promise<ModelPart> {
+  if (!plan.blocks.includes(ctx.self))
+    return { algorithm: SSLR_NAME, params: { weights: [], clip: p.clip }, features: [] }
+  const d = data.features.length
+  const holder = ctx.self === ctx.labelHolder
+  const r = await receiveOutput(ctx.channel, plan.compute, outputTag(ctx, ctx.self), d + (holder ? 1 : 0))
+  const v = decodeFixed(r, p.fracBits)
+  const params: LinearPart = {
+    weights: Array.from(v.subarray(0, d)),
+    clip: p.clip,
+    ...(holder ? { bias: v[d] } : {}),
+  }
+  return { algorithm: SSLR_NAME, params, features: [...data.features] }
 }
 
 async function createSource(
@@ -209,43 +320,44 @@ async function createSource(
   })
 }
 
-/** Every correlation the online phase takes, in order (the program below, batch by batch). */
+/**
+ * Every correlation the online phase takes from the engine's source, in order (the program below, batch by
+ * batch): dealer-free, the sigmoid's three products (truncation is local); with a dealer, the exact
+ * truncation of the weight update (the sigmoid's correlations come with the batch masks, masked-dealer.ts).
+ */
 function correlationPlan(plan: SslrPlan, p: Pick<SslrParams, 'epochs' | 'batchSize' | 'fracBits'>) {
   const D1 = plan.dims.reduce((a, b) => a + b, 0) + 1
-  const f = p.fracBits
-  const exact = plan.truncation === 'exact'
   const out: CorrelationRequest[] = []
-  const trunc = (n: number, bits: number) => {
-    if (exact) out.push({ kind: 'trunc', n, f: bits })
-  }
   for (let e = 0; e < p.epochs; e++) {
     for (const m of batchSizes(plan.rows, p.batchSize)) {
-      trunc(m, f + POLY_SHIFT)
-      for (let i = 0; i < 2; i++) {
-        out.push({ kind: 'mul', n: m })
-        trunc(m, f)
-      }
-      // exact truncation keeps q and X_Bᵀ·r untruncated (wider values, two rounds fewer; see trainShared)
-      if (!exact) trunc(m, f)
-      out.push({ kind: 'mul', n: m })
-      trunc(m, exact ? 2 * f : f)
-      if (!exact) trunc(D1, f)
-      trunc(D1, (exact ? 2 * f : f) + UPDATE_BITS)
+      if (plan.truncation === 'exact') out.push({ kind: 'trunc', n: D1, f: 2 * p.fracBits + UPDATE_BITS })
+      else for (let i = 0; i < 3; i++) out.push({ kind: 'mul', n: m })
     }
   }
   return out
 }
 
 /** The shared n × (D+1) design matrix [X_1 | … | X_k | 1] (for the dealer's masked products). */
-function shareDesign(s: MpcSession, plan: SslrPlan, p: SslrParams, data: LocalData): Ring {
+async function shareDesign(
+  ctx: JointContext,
+  s: MpcSession,
+  plan: SslrPlan,
+  p: SslrParams,
+  data: LocalData,
+): Promise<Ring> {
   const n = plan.rows
   const D1 = plan.dims.reduce((a, b) => a + b, 0) + 1
   const X = new BigUint64Array(n * D1)
+  const shares = await Promise.all(
+    plan.blocks.map((q, i) =>
+      plan.compute.includes(q)
+        ? s.share(q, n, plan.dims[i], q === s.self ? clipped(data.X, p.clip) : undefined)
+        : s.receiveInput(q, n, plan.dims[i], inputTag(ctx, q, 'X')),
+    ),
+  )
   let col = 0
-  for (const [i, q] of plan.compute.entries()) {
-    const d = plan.dims[i]
-    if (d === 0) continue
-    const block = s.share(q, n, d, q === s.self ? clipped(data.X, p.clip) : undefined).share
+  for (const [i, d] of plan.dims.entries()) {
+    const block = shares[i].share
     for (let r = 0; r < n; r++) X.set(block.subarray(r * d, r * d + d), r * D1 + col)
     col += d
   }
@@ -256,12 +368,16 @@ function shareDesign(s: MpcSession, plan: SslrPlan, p: SslrParams, data: LocalDa
   return X
 }
 
-function shareLabels(s: MpcSession, plan: SslrPlan, data: LocalData, labelHolder: string): SharedMatrix {
-  return s.share(
-    labelHolder,
-    plan.rows,
-    1,
-    labelHolder === s.self ? Float64Array.from(data.y as Uint8Array) : undefined,
+function shareLabels(
+  ctx: JointContext,
+  s: MpcSession,
+  plan: SslrPlan,
+  data: LocalData,
+): Promise<SharedMatrix> {
+  const holder = ctx.labelHolder
+  if (!plan.compute.includes(holder)) return s.receiveInput(holder, plan.rows, 1, inputTag(ctx, holder, 'y'))
+  return Promise.resolve(
+    s.share(holder, plan.rows, 1, holder === s.self ? Float64Array.from(data.y as Uint8Array) : undefined),
   )
 }
 
@@ -298,7 +414,7 @@ async function ownedCorrelations(
 ): Promise<OwnedBlock[]> {
   const blocks: OwnedBlock[] = []
   let col = 0
-  for (const [i, owner] of plan.compute.entries()) {
+  for (const [i, owner] of plan.blocks.entries()) {
     const d = plan.dims[i]
     if (d > 0) blocks.push({ owner, col, d, fwd: [], bwd: [] })
     col += d
@@ -380,7 +496,7 @@ async function maskedProducts(
   D1: number,
   dealer: MaskedMatrixDealer,
   batches: Uint32Array[],
-): Promise<BatchProducts> {
+): Promise<{ products: BatchProducts; masks: BatchMasks[] }> {
   const A = dealer.mask()
   const masks: BatchMasks[] = []
   for (const idx of batches) masks.push(await dealer.batch(idx))
@@ -388,7 +504,7 @@ async function maskedProducts(
   let at = 0
   let cur = { EB: E, AB: A, c2: E, b2: E }
   let m = 0
-  return {
+  const products: BatchProducts = {
     async forward(idx, w) {
       const mk = masks[at++]
       m = idx.length
@@ -402,6 +518,7 @@ async function maskedProducts(
       return ringAdd(ringAdd(ringMatmul(r, cur.EB, 1, m, D1), ringMatmul(f, cur.AB, 1, m, D1)), cur.c2)
     },
   }
+  return { products, masks }
 }
 
 /** Row indices of every batch of every epoch, in training order (copies: epochOrders reuses its array). */
@@ -417,6 +534,92 @@ function allBatches(rows: number, p: SslrParams, jobSeed: number): Uint32Array[]
   return out
 }
 
+/** σ̃(u) at fracBits for shares of the batch's logits u = X_B·w at 2·fracBits; `bi` is the batch number. */
+type Sigmoid = (u: Ring, bi: number) => Promise<Ring>
+
+const [A1, A3, A5] = SIGMOID_POLY
+const fixedAt = (c: number, bits: number) => BigInt.asIntN(64, encodeFixedScalar(c, bits))
+
+/**
+ * The sigmoid with local (SecureML) truncation, dealer-free: t = u/2^(f+shift), σ̃ = 0.5 + t·(a1 + a3·t² +
+ * a5·t⁴), three Beaver products, every value truncated as soon as possible (local truncation fails with
+ * probability ~|x|/2^63, so values are kept small).
+ */
+async function localSigmoid(s: MpcSession, u: Ring): Promise<Ring> {
+  const f = s.fracBits
+  const lead = s.index === 0
+  const m = u.length
+  const t = await s.truncateRing(u, f + POLY_SHIFT)
+  const t2 = await s.truncateRing(await s.mulRing(t, t), f)
+  const t4 = await s.truncateRing(await s.mulRing(t2, t2), f)
+  let q = await s.truncateRing(ringAdd(ringScale(t2, fixedAt(A3, f)), ringScale(t4, fixedAt(A5, f))), f)
+  if (lead) q = ringAdd(q, ringConst(m, fixedAt(A1, f)))
+  const sig = await s.truncateRing(await s.mulRing(t, q), f)
+  return lead ? ringAdd(sig, ringConst(m, fixedAt(0.5, f))) : sig
+}
+
+/** A truncation after its opening: x >> bits = C − R, C public, R = s − K⊙msb this party's share. */
+interface Opened {
+  C: Ring
+  K: Ring
+  R: Ring
+}
+
+/**
+ * The engine's exact truncation (MpcSession.truncateRing) split at its opening: opens c = x + 2^62 + r and
+ * returns C = (c >>> bits) − 2^(62−bits), K = (1 − msb(c))·2^(64−bits) and the share R = s − K⊙msb.
+ */
+async function openTruncation(s: MpcSession, x: Ring, pair: TruncShares, bits: number): Promise<Opened> {
+  const n = x.length
+  const biased = s.index === 0 ? ringAdd(x, ringConst(n, 1n << 62n)) : x
+  const [c] = await s.open([ringAdd(biased, pair.r)])
+  const C = ringSub(ringShr(c, bits), ringConst(n, 1n << BigInt(62 - bits)))
+  const K = ringShl(ringSub(ringConst(n, 1n), ringShr(c, 63)), 64 - bits)
+  return { C, K, R: ringSub(pair.s, ringMul(K, pair.msb)) }
+}
+
+/** Shares of y² (untruncated) for y = C − R: C² − 2C⊙R + R², with R² = s² − 2K⊙(s⊙msb) + K²⊙msb. */
+function square(s: MpcSession, y: Opened, [sq, sm]: [Ring, Ring], msb: Ring): Ring {
+  const R2 = ringAdd(ringSub(sq, ringScale(ringMul(y.K, sm), 2n)), ringMul(ringMul(y.K, y.K), msb))
+  const z = ringSub(R2, ringScale(ringMul(y.C, y.R), 2n))
+  return s.index === 0 ? ringAdd(z, ringMul(y.C, y.C)) : z
+}
+
+/** Shares of R_a⊙R_b = s_a⊙s_b − K_b⊙(s_a⊙msb_b) − K_a⊙(msb_a⊙s_b) + K_a⊙K_b⊙(msb_a⊙msb_b). */
+function cross(a: Opened, b: Opened, [ss, sm, ms, mm]: CrossShares): Ring {
+  const z = ringSub(ringSub(ss, ringMul(b.K, sm)), ringMul(a.K, ms))
+  return ringAdd(z, ringMul(ringMul(a.K, b.K), mm))
+}
+
+/**
+ * The sigmoid with the dealer's fused truncations (masked-dealer.ts): four openings, no Beaver round.
+ *   t = u >> (f+shift) = C_u − R_u;  t² local;  t₂ = t² >> f;  t₂² local;  t₄ = t₂² >> f (f bits each)
+ *   q = a1 + a3·t₂ + a5·t₄ at 2f (public part P = a1 + a3·C_t2 + a5·C_t4, shared part −a3·R_t2 − a5·R_t4)
+ *   t·q = C_u⊙q − R_u⊙q, R_u⊙q = R_u⊙P − a3·R_u⊙R_t2 − a5·R_u⊙R_t4 (dealt cross products): local
+ *   σ̃ = 0.5 + (t·q >> 2f)
+ * The same truncations as the engine's exact mode, so the same values to the last bit's carry.
+ */
+async function dealtSigmoid(s: MpcSession, u: Ring, mk: BatchMasks): Promise<Ring> {
+  const f = s.fracBits
+  const m = u.length
+  const lead = s.index === 0
+  const tu = await openTruncation(s, u, mk.u, f + POLY_SHIFT)
+  const t2 = await openTruncation(s, square(s, tu, mk.uSq, mk.u.msb), mk.t2, f)
+  const t4 = await openTruncation(s, square(s, t2, mk.t2Sq, mk.t2.msb), mk.t4, f)
+  const a3 = fixedAt(A3, f)
+  const a5 = fixedAt(A5, f)
+  const P = ringAdd(ringAdd(ringConst(m, fixedAt(A1, 2 * f)), ringScale(t2.C, a3)), ringScale(t4.C, a5))
+  const qShared = ringNeg(ringAdd(ringScale(t2.R, a3), ringScale(t4.R, a5)))
+  const q = lead ? ringAdd(qShared, P) : qShared
+  const Ruq = ringSub(
+    ringSub(ringMul(tu.R, P), ringScale(cross(tu, t2, mk.uT2), a3)),
+    ringScale(cross(tu, t4, mk.uT4), a5),
+  )
+  const sig = await openTruncation(s, ringSub(ringMul(tu.C, q), Ruq), mk.sig, 2 * f)
+  const share = ringNeg(sig.R)
+  return lead ? ringAdd(share, ringAdd(sig.C, ringConst(m, fixedAt(0.5, f)))) : share
+}
+
 async function trainShared(
   ctx: JointContext,
   s: MpcSession,
@@ -424,23 +627,17 @@ async function trainShared(
   p: SslrParams,
   y: SharedMatrix,
   products: BatchProducts,
+  sigmoid: Sigmoid,
 ): Promise<SharedMatrix> {
   const n = plan.rows
   const D1 = plan.dims.reduce((a, b) => a + b, 0) + 1
   const f = s.fracBits
-  const lead = s.index === 0
   const l2 = p.l2 ?? 1 / n
-  const enc = (c: number) => BigInt.asIntN(64, encodeFixedScalar(c, f))
-  const [a1, a3, a5] = SIGMOID_POLY
   const batches = allBatches(n, p, ctx.seed)
   const perEpoch = batches.length / p.epochs
-  // With exact truncation (error <= 1 ulp for |x| < 2^62) q stays at 2f bits and the gradient at 2f bits
-  // until the update: two truncation rounds fewer per batch. Local truncation fails with probability
-  // ~|x|/2^63, so there every value is truncated as soon as possible.
-  const wide = plan.truncation === 'exact'
-  const qBits = wide ? 2 * f : f
-  const gBits = wide ? 2 * f : f
-  const at = (c: number, bits: number) => BigInt.asIntN(64, encodeFixedScalar(c, bits))
+  // With exact truncation (error <= 1 ulp for |x| < 2^62) the gradient stays at 2f bits until the update: a
+  // truncation round fewer per batch. Local truncation keeps it small (see localSigmoid).
+  const gBits = plan.truncation === 'exact' ? 2 * f : f
   let w: Ring = new BigUint64Array(D1)
   let decay: Ring = new BigUint64Array(D1)
   for (const [bi, idx] of batches.entries()) {
@@ -457,18 +654,10 @@ async function trainShared(
     const m = idx.length
     const yB = new BigUint64Array(m)
     for (let k = 0; k < m; k++) yB[k] = y.share[idx[k]]
-    // t = u/2^POLY_SHIFT at f bits, σ̃(u) = 0.5 + t·(a1 + a3·t² + a5·t⁴)
-    const t = await s.truncateRing(await products.forward(idx, w), f + POLY_SHIFT)
-    const t2 = await s.truncateRing(await s.mulRing(t, t), f)
-    const t4 = await s.truncateRing(await s.mulRing(t2, t2), f)
-    let q = ringAdd(ringScale(t2, enc(a3)), ringScale(t4, enc(a5)))
-    if (!wide) q = await s.truncateRing(q, f)
-    if (lead) q = ringAdd(q, ringConst(m, at(a1, qBits)))
-    let sig = await s.truncateRing(await s.mulRing(t, q), qBits)
-    if (lead) sig = ringAdd(sig, ringConst(m, enc(0.5)))
+    const sig = await sigmoid(await products.forward(idx, w), bi)
     let g = await products.backward(ringSub(sig, yB))
-    if (!wide) g = await s.truncateRing(g, f)
-    const step = ringAdd(ringScale(g, at(-lr / m, f + UPDATE_BITS)), ringMul(w, decay))
+    if (gBits !== 2 * f) g = await s.truncateRing(g, 2 * f - gBits)
+    const step = ringAdd(ringScale(g, fixedAt(-lr / m, f + UPDATE_BITS)), ringMul(w, decay))
     w = ringAdd(w, await s.truncateRing(step, gBits + UPDATE_BITS))
     ctx.progress({ phase: 'train', done: bi + 1, total: batches.length })
   }
@@ -493,16 +682,29 @@ async function revealOwnBlocks(
   let weights: number[] = []
   let bias: number | undefined
   let col = 0
-  for (const [i, q] of plan.compute.entries()) {
+  const D = plan.dims.reduce((a, b) => a + b, 0)
+  const holder = ctx.labelHolder
+  for (const [i, q] of plan.blocks.entries()) {
     const d = plan.dims[i]
-    const block = { rows: d, cols: 1, share: w.share.slice(col, col + d) }
+    const from = col
     col += d
+    if (!plan.compute.includes(q)) {
+      // an input party: its block, and the bias if it holds the labels, in one message from each computing party
+      const share =
+        q === holder
+          ? ringConcat(w.share.slice(from, from + d), w.share.slice(D))
+          : w.share.slice(from, from + d)
+      await s.revealTo({ rows: share.length, cols: 1, share }, q, outputTag(ctx, q))
+      continue
+    }
     if (d === 0) continue
-    const v = await s.reveal(block, q)
+    const v = await s.reveal({ rows: d, cols: 1, share: w.share.slice(from, from + d) }, q)
     if (v) weights = Array.from(v)
   }
-  const b = await s.reveal({ rows: 1, cols: 1, share: w.share.slice(col) }, ctx.labelHolder)
-  if (b) bias = b[0]
+  if (plan.compute.includes(holder)) {
+    const b = await s.reveal({ rows: 1, cols: 1, share: w.share.slice(D) }, holder)
+    if (b) bias = b[0]
+  }
   const params: LinearPart = { weights, clip: p.clip, ...(bias === undefined ? {} : { bias }) }
   return { algorithm: SSLR_NAME, params, features: [...data.features] }
 }

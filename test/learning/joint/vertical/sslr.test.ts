@@ -55,13 +55,46 @@ describe('secret-shared vertical LR', () => {
     expect(Math.abs(auc(test.y as Uint8Array, scores) - ref)).toBeLessThan(0.01)
   })
 
-  it('three parties with exact truncation give the same model', async () => {
+  it('three parties, two computing (the default): the third shares its block in once and gets only its weights', async () => {
+    const rec = recordingChannels(THREE.names)
+    const { parts } = await runVertical(
+      ssLogisticRegression,
+      THREE,
+      train,
+      test,
+      { ...base, triples: 'dealer', dealer: 'guest' },
+      rec.channels,
+    )
+    expect(maxDiff(pooledWeights(parts), twin)).toBeLessThan(2e-4)
+    expect((parts[2].params as { weights: number[] }).weights).toHaveLength(5)
+    // host2's training traffic is its 5-column block once (seed to one party, remainder to the other); a
+    // computing party opens values every round (here 16 batches: about nine times more)
+    const sent = (name: string) => rec.sent.get(name)!.reduce((a, b) => a + b.byteLength, 0)
+    const block = 8 * train.ids.length * 5
+    expect(sent('host2')).toBeLessThan(block + 8 * 4 * test.ids.length + 4096)
+    expect(sent('host1')).toBeGreaterThan(5 * block)
+  })
+
+  it('three computing parties (computeParties) give the same model', async () => {
     const { parts } = await runVertical(ssLogisticRegression, THREE, train, test, {
       ...base,
       triples: 'dealer',
       dealer: 'guest',
+      computeParties: THREE.names,
     })
     expect(maxDiff(pooledWeights(parts), twin)).toBeLessThan(2e-4)
+  })
+
+  it('the label holder can stay out of the computation: its labels and block are input, it gets its weights and bias', async () => {
+    const { parts, scores } = await runVertical(ssLogisticRegression, THREE, train, test, {
+      ...base,
+      triples: 'dealer',
+      dealer: 'guest',
+      computeParties: ['host1', 'host2'],
+    })
+    expect(parts[0].params).toHaveProperty('bias')
+    expect(maxDiff(pooledWeights(parts), twin)).toBeLessThan(2e-4)
+    expect(scores).toHaveLength(test.ids.length)
   })
 
   it('an arbiter without data can deal: it computes nothing and the model is the same', async () => {
@@ -125,6 +158,20 @@ describe('secret-shared vertical LR', () => {
       ),
     )
     await expectAllReject(runs, 'ERR_JOINT_PARAMS')
+    const strangers = recordingChannels(THREE.names)
+    await expectAllReject(
+      THREE.names.map((p, i) =>
+        ssLogisticRegression.train(
+          context(strangers.channels, p, {
+            triples: 'dealer',
+            dealer: 'guest',
+            computeParties: ['guest', 'eve'],
+          }),
+          columns(train, ...THREE.blocks[i], i === 0),
+        ),
+      ),
+      'ERR_JOINT_PARAMS',
+    )
     const unnamed = recordingChannels(THREE.names)
     await expectAllReject(
       THREE.names.map((p, i) =>
