@@ -9,6 +9,8 @@ import { SyndicateError } from '../errors.ts'
 import type { Ring } from './ring.ts'
 
 export const SEED_BYTES = 16
+// Plaintext of the keystream, kept at the longest request so far; only ever read.
+let zeros = new Uint8Array(0)
 
 export function freshSeed(): Uint8Array {
   return new Uint8Array(randomBytes(SEED_BYTES))
@@ -29,8 +31,12 @@ export class Prg {
 
   /** The next `n` uniformly random ring elements of the stream. */
   ring(n: number): Ring {
+    if (zeros.length < 8 * n) zeros = new Uint8Array(8 * n)
+    const b = this.cipher.update(zeros.subarray(0, 8 * n))
+    // The keystream's own buffer when it is exactly this output (callers may view `.buffer` whole); else a copy.
+    if (b.byteOffset === 0 && b.buffer.byteLength === 8 * n) return new BigUint64Array(b.buffer, 0, n)
     const out = new BigUint64Array(n)
-    new Uint8Array(out.buffer).set(this.cipher.update(new Uint8Array(8 * n)))
+    new Uint8Array(out.buffer).set(b)
     return out
   }
 
