@@ -12,7 +12,9 @@
  * dealt shares and K = (1 − msb(c))·2^(64−bits) is public. Because R is a known combination of dealt values,
  * the dealer can also deal s², s⊙msb and the products of two pairs' s and msb; then the square of a truncated
  * value, and the product of the polynomial's terms, are local right after the truncation's opening
- * (no Beaver round): a batch's sigmoid takes four openings instead of seven.
+ * (no Beaver round): a batch's sigmoid takes four openings instead of seven. The same idea merges the last
+ * truncation with the gradient's opening, and the weight update's truncation with the next batch's forward
+ * opening, with dealt shares of diag(msb)·A_B and A_B·diag(msb): five openings per batch in all.
  *
  * Like the engine's DealerSource (same trust assumption: the dealer knows A, every b and every r, so it must
  * not collude or see the traffic), every computing party derives its shares from a 16-byte seed the dealer
@@ -43,11 +45,15 @@ export interface BatchMasks {
   c: Ring
   b2: Ring
   c2: Ring
-  /** The truncation pairs of u → t, t² → t₂, t₂² → t₄ and t·q → σ̃. */
+  /** The truncation pairs of u → t, t² → t₂, t₂² → t₄, t·q → σ̃, and of the previous batch's update. */
   u: TruncShares
   t2: TruncShares
   t4: TruncShares
   sig: TruncShares
+  step: TruncShares
+  /** diag(msb_sig)·A_B and A_B·diag(msb_step) (|B| × cols): the wrap terms of the fused openings. */
+  sigRows: Ring
+  stepCols: Ring
   /** s_u², s_u⊙msb_u and s_t2², s_t2⊙msb_t2: the squares t² and t₂² after their truncations. */
   uSq: [Ring, Ring]
   t2Sq: [Ring, Ring]
@@ -62,6 +68,7 @@ export interface TruncBits {
   t2: number
   t4: number
   sig: number
+  step: number
 }
 
 export class MaskedMatrixDealer {
@@ -154,18 +161,22 @@ export class MaskedMatrixDealer {
     // Every party draws the uniform parts; the derived ones are random at all but the holder, whose share is
     // the dealer's correction.
     const draw = (prg: Prg, holder: boolean): Draw => ({
-      free: [prg.ring(k), prg.ring(m), prg.ring(m), prg.ring(m), prg.ring(m), prg.ring(m)],
+      free: [prg.ring(k), prg.ring(m), prg.ring(m), prg.ring(m), prg.ring(m), prg.ring(m), prg.ring(k)],
       derived: holder ? [] : lengths.map((n) => prg.ring(n)),
     })
     if (this.ch.self === this.dealer) {
       const draws = new Map(this.compute.map((p) => [p, draw(this.streams.get(p) as Prg, p === this.holder)]))
       const others = this.compute.filter((p) => p !== this.holder)
-      const [b, b2, ru, r2, r4, rs] = [0, 1, 2, 3, 4, 5].map((i) =>
+      const [b, b2, ru, r2, r4, rs, rStep] = [0, 1, 2, 3, 4, 5, 6].map((i) =>
         this.compute.map((p) => (draws.get(p) as Draw).free[i]).reduce((x, y) => ringAdd(x, y)),
       )
-      const corrections = this.derive(gatherRows(this.maskSum as Ring, idx, k), b, b2, [ru, r2, r4, rs]).map(
-        (v, i) => others.reduce((acc, p) => ringSub(acc, (draws.get(p) as Draw).derived[i]), v),
-      )
+      const corrections = this.derive(gatherRows(this.maskSum as Ring, idx, k), b, b2, [
+        ru,
+        r2,
+        r4,
+        rs,
+        rStep,
+      ]).map((v, i) => others.reduce((acc, p) => ringSub(acc, (draws.get(p) as Draw).derived[i]), v))
       if (this.holder !== this.ch.self) {
         const out = new BigUint64Array(total)
         let at = 0
@@ -194,9 +205,19 @@ export class MaskedMatrixDealer {
   private derive(AB: Ring, b: Ring, b2: Ring, r: Ring[]): Ring[] {
     const m = b2.length
     const k = b.length
-    const bits = [this.bits.u, this.bits.t2, this.bits.t4, this.bits.sig]
+    const bits = [this.bits.u, this.bits.t2, this.bits.t4, this.bits.sig, this.bits.step]
     const pairs = r.map((ri, i) => [ringShr(ri, bits[i]), ringShr(ri, 63)])
-    const [[su, mu], [s2, m2], [s4, m4]] = pairs
+    const [[su, mu], [s2, m2], [s4, m4], [, msig], [, mstep]] = pairs
+    const eachRow = (v: Ring) => {
+      const out = new BigUint64Array(m * k)
+      for (let i = 0; i < m; i++) out.fill(v[i], i * k, i * k + k)
+      return out
+    }
+    const everyRow = (v: Ring) => {
+      const out = new BigUint64Array(m * k)
+      for (let i = 0; i < m; i++) out.set(v, i * k)
+      return out
+    }
     const cross = (sa: Ring, ma: Ring, sb: Ring, mb: Ring) => [
       ringMul(sa, sb),
       ringMul(sa, mb),
@@ -213,23 +234,28 @@ export class MaskedMatrixDealer {
       ringMul(s2, m2),
       ...cross(su, mu, s2, m2),
       ...cross(su, mu, s4, m4),
+      ringMul(AB, eachRow(msig)),
+      ringMul(AB, everyRow(mstep)),
     ]
   }
 }
 
-/** A party's PRG draws for one batch: b, b', r_u, r_t2, r_t4, r_sig; then the derived values' shares. */
+/** A party's PRG draws for one batch: b, b', r_u, r_t2, r_t4, r_sig, r_step; then the derived values' shares. */
 interface Draw {
   free: Ring[]
   derived: Ring[]
 }
 
-/** Lengths of the derived values: A_B·b, A_Bᵀ·b', (s, msb) of four pairs, two squares, two crosses. */
+/**
+ * Lengths of the derived values: A_B·b, A_Bᵀ·b', (s, msb) of four |B| pairs and of the update's pair, two
+ * squares, two crosses, the two wrap matrices.
+ */
 function derivedLengths(m: number, k: number): number[] {
-  return [m, k, ...new Array<number>(8 + 4 + 8).fill(m)]
+  return [m, k, ...new Array<number>(8).fill(m), k, k, ...new Array<number>(4 + 8).fill(m), m * k, m * k]
 }
 
 function assemble({ free, derived: d }: Draw): BatchMasks {
-  const [b, b2, ru, r2, r4, rs] = free
+  const [b, b2, ru, r2, r4, rs, rStep] = free
   return {
     b,
     c: d[0],
@@ -239,10 +265,13 @@ function assemble({ free, derived: d }: Draw): BatchMasks {
     t2: { r: r2, s: d[4], msb: d[5] },
     t4: { r: r4, s: d[6], msb: d[7] },
     sig: { r: rs, s: d[8], msb: d[9] },
-    uSq: [d[10], d[11]],
-    t2Sq: [d[12], d[13]],
-    uT2: [d[14], d[15], d[16], d[17]],
-    uT4: [d[18], d[19], d[20], d[21]],
+    step: { r: rStep, s: d[10], msb: d[11] },
+    uSq: [d[12], d[13]],
+    t2Sq: [d[14], d[15]],
+    uT2: [d[16], d[17], d[18], d[19]],
+    uT4: [d[20], d[21], d[22], d[23]],
+    sigRows: d[24],
+    stepCols: d[25],
   }
 }
 
@@ -259,6 +288,9 @@ function emptyMasks(): BatchMasks {
     t2: pair,
     t4: pair,
     sig: pair,
+    step: pair,
+    sigRows: e,
+    stepCols: e,
     uSq: [e, e],
     t2Sq: [e, e],
     uT2: [e, e, e, e],

@@ -152,7 +152,13 @@ export const ssLogisticRegression: VerticalAlgorithm = {
         tag: `${ctx.tagPrefix}/sslr/masks`,
         rows: plan.rows,
         cols: D1,
-        bits: { u: p.fracBits + POLY_SHIFT, t2: p.fracBits, t4: p.fracBits, sig: 2 * p.fracBits },
+        bits: {
+          u: p.fracBits + POLY_SHIFT,
+          t2: p.fracBits,
+          t4: p.fracBits,
+          sig: 2 * p.fracBits,
+          step: 2 * p.fracBits + UPDATE_BITS,
+        },
       })
     if (!compute.includes(ctx.self)) {
       // An input party shares its block (and labels) into the computation and waits for its weights; an
@@ -180,8 +186,7 @@ export const ssLogisticRegression: VerticalAlgorithm = {
       })
       ctx.progress({ phase: 'offline', message: `${requests.length} correlations (${triples})` })
       await source.prepare(requests)
-      let products: BatchProducts
-      let sigmoid: Sigmoid
+      let program: BatchProgram
       const y = await shareLabels(ctx, s, plan, data)
       if (triples === 'he') {
         const own = encodeFixed(clipped(data.X, p.clip), p.fracBits)
@@ -194,15 +199,12 @@ export const ssLogisticRegression: VerticalAlgorithm = {
           p.epochs,
           fixed,
         )
-        products = ownedProducts(s, plan, own, owned)
-        sigmoid = (u) => localSigmoid(s, u)
+        program = localProgram(s, ownedProducts(s, plan, own, owned))
       } else {
         const X = await shareDesign(ctx, s, plan, p, data)
-        const masked = await maskedProducts(s, X, D1, await maskedDealer(), batches)
-        products = masked.products
-        sigmoid = (u, bi) => dealtSigmoid(s, u, masked.masks[bi])
+        program = await dealtProgram(s, X, D1, await maskedDealer(), batches)
       }
-      const w = await trainShared(ctx, s, plan, p, y, products, sigmoid)
+      const w = await trainShared(ctx, s, plan, p, y, program)
       return await revealOwnBlocks(ctx, s, plan, p, data, w)
     } finally {
       for (const f of fixed) f.dispose()
@@ -322,17 +324,17 @@ async function createSource(
 
 /**
  * Every correlation the online phase takes from the engine's source, in order (the program below, batch by
- * batch): dealer-free, the sigmoid's three products (truncation is local); with a dealer, the exact
- * truncation of the weight update (the sigmoid's correlations come with the batch masks, masked-dealer.ts).
+ * batch): dealer-free, the sigmoid's three products (truncation is local); with a dealer, only the exact
+ * truncation of the last weight update (everything else comes with the batch masks, masked-dealer.ts).
  */
 function correlationPlan(plan: SslrPlan, p: Pick<SslrParams, 'epochs' | 'batchSize' | 'fracBits'>) {
   const D1 = plan.dims.reduce((a, b) => a + b, 0) + 1
+  if (plan.truncation === 'exact')
+    return [{ kind: 'trunc', n: D1, f: 2 * p.fracBits + UPDATE_BITS }] as CorrelationRequest[]
   const out: CorrelationRequest[] = []
   for (let e = 0; e < p.epochs; e++) {
-    for (const m of batchSizes(plan.rows, p.batchSize)) {
-      if (plan.truncation === 'exact') out.push({ kind: 'trunc', n: D1, f: 2 * p.fracBits + UPDATE_BITS })
-      else for (let i = 0; i < 3; i++) out.push({ kind: 'mul', n: m })
-    }
+    for (const m of batchSizes(plan.rows, p.batchSize))
+      for (let i = 0; i < 3; i++) out.push({ kind: 'mul', n: m })
   }
   return out
 }
@@ -486,39 +488,83 @@ function ownedProducts(s: MpcSession, plan: SslrPlan, own: Ring, blocks: OwnedBl
 }
 
 /**
- * SecureML's products with X masked once (masked-dealer.ts): E = X − A is opened at the start; per batch
- * X_B·w = E_B·w + A_B·(w − b) + A_B·b and X_Bᵀ·r = E_Bᵀ·r + A_Bᵀ·(r − b') + A_Bᵀ·b', opening only w − b and r − b'.
+ * The dealer-mode batch program: SecureML's products with X masked once (masked-dealer.ts: E = X − A is opened
+ * at the start; X_B·w = E_B·w + A_B·(w − b) + A_B·b and X_Bᵀ·r = E_Bᵀ·r + A_Bᵀ·(r − b') + A_Bᵀ·b', opening
+ * only w − b and r − b') and the sigmoid with fused truncations, five openings per batch:
+ *  1. the previous update's truncation with w − s_step − b: w_new = w + C − R, and, since
+ *     w_new − b = F + C + K⊙msb, X_B·w_new = E_B·w_new + A_B·(F + C) + A_B·b + (A_B·diag(msb))·K;
+ *  2–4. the sigmoid's truncations (dealtSigmoid);
+ *  5. σ̃'s truncation with s_sig + y_B − b': r = C' − R − y_B with C' = C + 0.5 public, so
+ *     X_Bᵀ·r = E_Bᵀ·r + A_Bᵀ·(C' − F') − A_Bᵀ·b' + (diag(msb)·A_B)ᵀ·K.
  * All batches' correlations are dealt before the first step (the offline phase).
  */
-async function maskedProducts(
+async function dealtProgram(
   s: MpcSession,
   X: Ring,
   D1: number,
   dealer: MaskedMatrixDealer,
   batches: Uint32Array[],
-): Promise<{ products: BatchProducts; masks: BatchMasks[] }> {
+): Promise<BatchProgram> {
   const A = dealer.mask()
   const masks: BatchMasks[] = []
   for (const idx of batches) masks.push(await dealer.batch(idx))
   const [E] = await s.open([ringSub(X, A)])
-  let at = 0
-  let cur = { EB: E, AB: A, c2: E, b2: E }
-  let m = 0
-  const products: BatchProducts = {
-    async forward(idx, w) {
-      const mk = masks[at++]
-      m = idx.length
-      cur = { EB: gatherRows(E, idx, D1), AB: gatherRows(A, idx, D1), c2: mk.c2, b2: mk.b2 }
-      const [f] = await s.open([ringSub(w, mk.b)])
-      return ringAdd(ringAdd(ringMatmul(cur.EB, w, m, D1, 1), ringMatmul(cur.AB, f, m, D1, 1)), mk.c)
-    },
-    async backward(r) {
-      const [f] = await s.open([ringSub(r, cur.b2)])
-      // X_Bᵀ·r as the row vector rᵀ·X_B: no transpose needed
-      return ringAdd(ringAdd(ringMatmul(r, cur.EB, 1, m, D1), ringMatmul(f, cur.AB, 1, m, D1)), cur.c2)
+  const f = s.fracBits
+  const lead = s.index === 0
+  const half = fixedAt(0.5, f)
+  return {
+    gBits: 2 * f,
+    async gradient(bi, idx, w, pending, yB) {
+      const mk = masks[bi]
+      const m = idx.length
+      const EB = gatherRows(E, idx, D1)
+      const AB = gatherRows(A, idx, D1)
+      let u: Ring
+      if (pending === undefined) {
+        const [F] = await s.open([ringSub(w, mk.b)])
+        u = ringAdd(ringMatmul(AB, F, m, D1, 1), mk.c)
+      } else {
+        const [c, F] = await s.open([
+          ringAdd(biased(s, pending), mk.step.r),
+          ringSub(ringSub(w, mk.step.s), mk.b),
+        ])
+        const st = truncationOf(c, mk.step, 2 * f + UPDATE_BITS)
+        w = ringSub(lead ? ringAdd(w, st.C) : w, st.R)
+        u = ringAdd(
+          ringAdd(ringMatmul(AB, ringAdd(F, st.C), m, D1, 1), mk.c),
+          ringMatmul(mk.stepCols, st.K, m, D1, 1),
+        )
+      }
+      u = ringAdd(u, ringMatmul(EB, w, m, D1, 1))
+      const sigRaw = await dealtSigmoid(s, u, mk)
+      const [c, F] = await s.open([
+        ringAdd(biased(s, sigRaw), mk.sig.r),
+        ringSub(ringAdd(mk.sig.s, yB), mk.b2),
+      ])
+      const o = truncationOf(c, mk.sig, 2 * f)
+      const C = ringAdd(o.C, ringConst(m, half))
+      const r = ringSub(lead ? ringSub(C, o.R) : ringNeg(o.R), yB)
+      // X_Bᵀ·r as row vectors rᵀ·X_B: no transpose needed
+      const g = ringAdd(
+        ringAdd(ringMatmul(r, EB, 1, m, D1), ringMatmul(ringSub(C, F), AB, 1, m, D1)),
+        ringSub(ringMatmul(o.K, mk.sigRows, 1, m, D1), mk.c2),
+      )
+      return { w, g }
     },
   }
-  return { products, masks }
+}
+
+/** The dealer-free batch program: owned products, localSigmoid, every value truncated at once. */
+function localProgram(s: MpcSession, products: BatchProducts): BatchProgram {
+  const f = s.fracBits
+  return {
+    gBits: f,
+    async gradient(_bi, idx, w, pending, yB) {
+      const wNew = pending === undefined ? w : ringAdd(w, await s.truncateRing(pending, f + UPDATE_BITS))
+      const sig = await localSigmoid(s, await products.forward(idx, wNew))
+      return { w: wNew, g: await s.truncateRing(await products.backward(ringSub(sig, yB)), f) }
+    },
+  }
 }
 
 /** Row indices of every batch of every epoch, in training order (copies: epochOrders reuses its array). */
@@ -534,8 +580,20 @@ function allBatches(rows: number, p: SslrParams, jobSeed: number): Uint32Array[]
   return out
 }
 
-/** σ̃(u) at fracBits for shares of the batch's logits u = X_B·w at 2·fracBits; `bi` is the batch number. */
-type Sigmoid = (u: Ring, bi: number) => Promise<Ring>
+/**
+ * One mini-batch on shares: applies the previous batch's pending update (untruncated, at gBits + UPDATE_BITS
+ * fractional bits) to w, then returns the new w and g = X_Bᵀ·(σ̃(X_B·w) − y_B) untruncated at `gBits`.
+ */
+interface BatchProgram {
+  gBits: number
+  gradient(
+    bi: number,
+    idx: Uint32Array,
+    w: Ring,
+    pending: Ring | undefined,
+    yB: Ring,
+  ): Promise<{ w: Ring; g: Ring }>
+}
 
 const [A1, A3, A5] = SIGMOID_POLY
 const fixedAt = (c: number, bits: number) => BigInt.asIntN(64, encodeFixedScalar(c, bits))
@@ -565,17 +623,25 @@ interface Opened {
   R: Ring
 }
 
+/** x + 2^62 (added once, by party 0): the value whose opening, masked by r, an exact truncation opens. */
+function biased(s: MpcSession, x: Ring): Ring {
+  return s.index === 0 ? ringAdd(x, ringConst(x.length, 1n << 62n)) : x
+}
+
 /**
- * The engine's exact truncation (MpcSession.truncateRing) split at its opening: opens c = x + 2^62 + r and
- * returns C = (c >>> bits) − 2^(62−bits), K = (1 − msb(c))·2^(64−bits) and the share R = s − K⊙msb.
+ * The engine's exact truncation (MpcSession.truncateRing) split at its opening c = x + 2^62 + r: returns
+ * C = (c >>> bits) − 2^(62−bits), K = (1 − msb(c))·2^(64−bits) and the share R = s − K⊙msb.
  */
-async function openTruncation(s: MpcSession, x: Ring, pair: TruncShares, bits: number): Promise<Opened> {
-  const n = x.length
-  const biased = s.index === 0 ? ringAdd(x, ringConst(n, 1n << 62n)) : x
-  const [c] = await s.open([ringAdd(biased, pair.r)])
+function truncationOf(c: Ring, pair: TruncShares, bits: number): Opened {
+  const n = c.length
   const C = ringSub(ringShr(c, bits), ringConst(n, 1n << BigInt(62 - bits)))
   const K = ringShl(ringSub(ringConst(n, 1n), ringShr(c, 63)), 64 - bits)
   return { C, K, R: ringSub(pair.s, ringMul(K, pair.msb)) }
+}
+
+async function openTruncation(s: MpcSession, x: Ring, pair: TruncShares, bits: number): Promise<Opened> {
+  const [c] = await s.open([ringAdd(biased(s, x), pair.r)])
+  return truncationOf(c, pair, bits)
 }
 
 /** Shares of y² (untruncated) for y = C − R: C² − 2C⊙R + R², with R² = s² − 2K⊙(s⊙msb) + K²⊙msb. */
@@ -592,12 +658,12 @@ function cross(a: Opened, b: Opened, [ss, sm, ms, mm]: CrossShares): Ring {
 }
 
 /**
- * The sigmoid with the dealer's fused truncations (masked-dealer.ts): four openings, no Beaver round.
+ * The sigmoid with the dealer's fused truncations (masked-dealer.ts): three openings here, no Beaver round.
  *   t = u >> (f+shift) = C_u − R_u;  t² local;  t₂ = t² >> f;  t₂² local;  t₄ = t₂² >> f (f bits each)
  *   q = a1 + a3·t₂ + a5·t₄ at 2f (public part P = a1 + a3·C_t2 + a5·C_t4, shared part −a3·R_t2 − a5·R_t4)
  *   t·q = C_u⊙q − R_u⊙q, R_u⊙q = R_u⊙P − a3·R_u⊙R_t2 − a5·R_u⊙R_t4 (dealt cross products): local
- *   σ̃ = 0.5 + (t·q >> 2f)
- * The same truncations as the engine's exact mode, so the same values to the last bit's carry.
+ * Returns t·q at 3f (σ̃ = 0.5 + (t·q >> 2f): that last truncation is fused with the gradient's opening). The
+ * same truncations as the engine's exact mode, so the same values to the last bit's carry.
  */
 async function dealtSigmoid(s: MpcSession, u: Ring, mk: BatchMasks): Promise<Ring> {
   const f = s.fracBits
@@ -615,9 +681,7 @@ async function dealtSigmoid(s: MpcSession, u: Ring, mk: BatchMasks): Promise<Rin
     ringSub(ringMul(tu.R, P), ringScale(cross(tu, t2, mk.uT2), a3)),
     ringScale(cross(tu, t4, mk.uT4), a5),
   )
-  const sig = await openTruncation(s, ringSub(ringMul(tu.C, q), Ruq), mk.sig, 2 * f)
-  const share = ringNeg(sig.R)
-  return lead ? ringAdd(share, ringAdd(sig.C, ringConst(m, fixedAt(0.5, f)))) : share
+  return ringSub(ringMul(tu.C, q), Ruq)
 }
 
 async function trainShared(
@@ -626,8 +690,7 @@ async function trainShared(
   plan: SslrPlan,
   p: SslrParams,
   y: SharedMatrix,
-  products: BatchProducts,
-  sigmoid: Sigmoid,
+  program: BatchProgram,
 ): Promise<SharedMatrix> {
   const n = plan.rows
   const D1 = plan.dims.reduce((a, b) => a + b, 0) + 1
@@ -635,15 +698,21 @@ async function trainShared(
   const l2 = p.l2 ?? 1 / n
   const batches = allBatches(n, p, ctx.seed)
   const perEpoch = batches.length / p.epochs
-  // With exact truncation (error <= 1 ulp for |x| < 2^62) the gradient stays at 2f bits until the update: a
-  // truncation round fewer per batch. Local truncation keeps it small (see localSigmoid).
-  const gBits = plan.truncation === 'exact' ? 2 * f : f
+  const { gBits } = program
   let w: Ring = new BigUint64Array(D1)
   let decay: Ring = new BigUint64Array(D1)
+  // Each batch's update w ← w − lr·(g/|B| + l2·w) is truncated when the next batch starts (where the dealer
+  // program fuses it with that batch's first opening), the last one after the loop.
+  let pending: Ring | undefined
   for (const [bi, idx] of batches.entries()) {
     checkAborted(ctx)
     const epoch = Math.floor(bi / perEpoch)
     const lr = p.learningRate / Math.sqrt(1 + epoch)
+    const m = idx.length
+    const yB = new BigUint64Array(m)
+    for (let k = 0; k < m; k++) yB[k] = y.share[idx[k]]
+    const r = await program.gradient(bi, idx, w, pending, yB)
+    w = r.w
     if (bi % perEpoch === 0) {
       // the update's public factors: −lr·l2 on weights (not the bias); −lr/|B| on the gradient
       decay = encodeVector(
@@ -651,16 +720,10 @@ async function trainShared(
         gBits + UPDATE_BITS,
       )
     }
-    const m = idx.length
-    const yB = new BigUint64Array(m)
-    for (let k = 0; k < m; k++) yB[k] = y.share[idx[k]]
-    const sig = await sigmoid(await products.forward(idx, w), bi)
-    let g = await products.backward(ringSub(sig, yB))
-    if (gBits !== 2 * f) g = await s.truncateRing(g, 2 * f - gBits)
-    const step = ringAdd(ringScale(g, fixedAt(-lr / m, f + UPDATE_BITS)), ringMul(w, decay))
-    w = ringAdd(w, await s.truncateRing(step, gBits + UPDATE_BITS))
+    pending = ringAdd(ringScale(r.g, fixedAt(-lr / m, f + UPDATE_BITS)), ringMul(w, decay))
     ctx.progress({ phase: 'train', done: bi + 1, total: batches.length })
   }
+  if (pending) w = ringAdd(w, await s.truncateRing(pending, gBits + UPDATE_BITS))
   return { rows: D1, cols: 1, share: w }
 }
 
