@@ -21,7 +21,8 @@ import { emit, percentile, ratio, timeBest } from './report.ts'
  * `npm run bench -- joint [--only ss-lr,secureboost,…] [--scoring N] [--sb-trees N]`: every joint algorithm as a job between
  * three real nodes on loopback, on the bundled data, next to the same algorithm's plaintext training on the
  * pooled rows measured in the same run. Vertical cases use the demo's layout (bank-a 13 features and the
- * label, lender-b and insurer-c 5 each); horizontal cases the three homo files. Targets (issue 7): SS-LR
+ * label, lender-b and insurer-c 5 each) and the alignment of one PSI job run first (its own line), so their
+ * seconds are training and evaluation without PSI; horizontal cases the three homo files. Targets (issue 7): SS-LR
  * <= 30 s and <= 100x plaintext; SecureBoost <= 30x plaintext GBDT; FedAvg-MLP <= 3x plaintext; federated
  * scoring of one customer across 3 parties p99 <= 20 ms. `--sb-trees N` runs SecureBoost (and its baseline) with N
  * trees instead of 30, for quicker measurements; the case name then says so.
@@ -61,15 +62,31 @@ export default async function joint(argv: string[]): Promise<void> {
       const guest = loadCsv(`${dir}/${VERTICAL_PLAN.labelHolder.file}`, { id: 'id', label: 'y' })
       const host = loadCsv(`${dir}/${VERTICAL_PLAN.partners[0].file}`, { id: 'id' })
       const joined = joinOnId(guest, host, { prefixes: ['g_', 'h_'] })
+      // One PSI job first, its own line; every vertical case reuses its alignment, so they measure training.
+      const psi = await runJob(sim, 'bank-a', verticalJob('psi', 'ecdh-psi', 'he'))
+      emit({
+        bench: 'joint',
+        case: 'psi vertical 3 parties libp2p',
+        ...(psi.state === 'succeeded'
+          ? {
+              seconds: Math.max(...psi.parties.map((p) => p.seconds)),
+              intersection: psi.metrics.intersection,
+              ...Object.fromEntries(psi.parties.map((p) => [`bytes_${p.name}`, p.bytesSent])),
+            }
+          : { error: `${psi.state}: ${psi.reason}` }),
+      })
       let lastVertical: string | undefined
-      for (const c of VERTICAL.filter((v) => want(v.key) || (v.key === 'ss-lr' && want('scoring')))) {
+      const cases = VERTICAL.filter((v) => want(v.key) || (v.key === 'ss-lr' && want('scoring')))
+      for (const c of psi.state === 'succeeded' ? cases : []) {
         const fewer = c.key === 'secureboost' && sbTrees !== 30
-        const params =
-          c.key === 'ss-lr'
+        const params = {
+          alignment: psi.id,
+          ...(c.key === 'ss-lr'
             ? { algorithm: { triples: 'dealer', dealer: 'bank-a' } }
             : fewer
               ? { algorithm: { trees: sbTrees } }
-              : {}
+              : {}),
+        }
         const name = `${c.key} vertical 3 parties libp2p${fewer ? ` ${sbTrees} trees` : ''}`
         const r = await runJob(sim, 'bank-a', verticalJob('train', c.algorithm, c.mode, params))
         if (r.state !== 'succeeded') {

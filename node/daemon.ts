@@ -161,7 +161,16 @@ export async function startNode(opts: StartOptions): Promise<RunningNode> {
     const models = new ModelRegistry(store.sub('models'))
     const privacy = new PrivacyBudgets(store, recorder)
     await privacy.load()
-    const training = { datasets, algorithms, store, privacy, models, self: identity.peerId.toString() }
+    const training = {
+      datasets,
+      algorithms,
+      store,
+      privacy,
+      models,
+      self: identity.peerId.toString(),
+      // Called only while a job runs, so after `jobs` below exists.
+      job: (id: string) => jobs.get(id),
+    }
     const cluster = await startEnclaves(config, identity, log)
     if (cluster) stops.push(() => cluster.stop())
     const enclaveJobs: EnclaveJobDeps = {

@@ -1,17 +1,29 @@
 import { existsSync } from 'node:fs'
-import { join, resolve } from 'node:path'
+import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 /**
  * The bundled credit data (UCI default of credit card clients in FATE's splits), found next to the checkout
  * at ../shared/data, or wherever SYNDICATE_DATA points.
  */
+const MARKER = 'default_credit_hetero_guest.csv'
+
+/** The first shared/data next to a folder above this module (the checkout's, from sources or from dist/). */
+function findDataDir(): string | undefined {
+  let dir = dirname(fileURLToPath(import.meta.url))
+  for (;;) {
+    const candidate = join(dir, 'shared/data')
+    if (existsSync(join(candidate, MARKER))) return candidate
+    if (dirname(dir) === dir) return undefined
+    dir = dirname(dir)
+  }
+}
+
 export function bundledDataDir(): string {
-  const dir =
-    process.env.SYNDICATE_DATA ?? resolve(fileURLToPath(new URL('../..', import.meta.url)), 'shared/data')
-  if (!existsSync(join(dir, 'default_credit_hetero_guest.csv'))) {
+  const dir = process.env.SYNDICATE_DATA ?? findDataDir()
+  if (!dir || !existsSync(join(dir, MARKER))) {
     throw new Error(
-      `the bundled credit data is not at ${dir}; set SYNDICATE_DATA to the folder holding default_credit_*.csv`,
+      `the bundled credit data is not ${dir ? `at ${dir}` : 'in a shared/data folder next to the checkout'}; set SYNDICATE_DATA to the folder holding default_credit_*.csv`,
     )
   }
   return dir

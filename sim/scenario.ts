@@ -101,6 +101,11 @@ export async function registerHorizontalData(sim: SimConsortium, dataDir = bundl
   })
 }
 
+/**
+ * A job on the vertical split among bank-a (label holder) and the partners. Train params are the caller's
+ * (with compareAlone on by default); `{ alignment: psiJobId }` reuses a succeeded psi job's alignment instead
+ * of running PSI inside the training job.
+ */
 export function verticalJob(
   kind: 'psi' | 'train',
   algorithm: string,
@@ -186,6 +191,8 @@ export interface JobReport {
   state: JobState
   reason?: string
   metrics: Record<string, number>
+  /** What the reporting party's executor summarised (e.g. `aloneModel`, the label-holder-alone family). */
+  summary: Record<string, unknown>
   /** Per party: seconds it ran and bytes it sent. */
   parties: Array<{ name: string; seconds: number; bytesSent: number; bytesReceived: number }>
 }
@@ -226,6 +233,7 @@ export async function runJob(
         state: views[0]!.state,
         reason: views.find((v) => v?.reason)?.reason,
         metrics: holder.result?.metrics ?? {},
+        summary: holder.result?.summary ?? {},
         parties: views.map((v, i) => ({
           name: parties[i].name,
           seconds: Number(v?.result?.summary?.seconds ?? 0),

@@ -8,12 +8,11 @@ import type { AlgorithmRegistry } from '../../learning/joint/registry.ts'
 import type { JointContext, LocalData, ModelPart } from '../../learning/joint/types.ts'
 import { auc } from '../../learning/metrics/ranking.ts'
 import { scoreMetrics } from '../../learning/metrics/summary.ts'
-import { trainGbdt } from '../../learning/models/gbdt.ts'
-import { predictProba } from '../../learning/models/predict.ts'
+import { scoreDataset, trainModel } from '../../learning/models/train.ts'
 import type { Model } from '../../learning/models/types.ts'
 import { seedFromString } from '../../learning/random.ts'
 import { decodeMessage, encodeMessage } from '../../protocol/define.ts'
-import type { JobSpec } from '../../protocol/jobs.ts'
+import type { JobSpec, JobState } from '../../protocol/jobs.ts'
 import type { DatasetRecord, DatasetRegistry } from '../services/datasets/registry.ts'
 import type { ModelRegistry } from '../services/models/registry.ts'
 import type { PrivacyBudgets } from '../services/privacy/budgets.ts'
@@ -24,10 +23,12 @@ import { type Executor, type ExecutorContext, hashJson, type SpecCheck } from '.
  * `psi` and `train` jobs: the node side of joint learning.
  *
  * Each party loads its registered dataset (the columns its party entry names), and for vertical modes
- * (`mpc`, `he`) the parties align rows with ECDH PSI inside the job. The label holder draws a seeded
- * stratified 80/20 split of the aligned rows and sends the test mask (row positions only) to the others; the
- * algorithm trains on the training rows on every party at once; the label holder scores the test rows jointly,
- * computes the metrics, and sends them to every party, so all parties record the same result.
+ * (`mpc`, `he`) the parties align rows with ECDH PSI inside the job, or load the alignment a completed `psi`
+ * job left on each of them (params.alignment, as FATE's intersection output feeds training). The label holder
+ * draws a seeded stratified 80/20 split of the aligned rows and sends the test mask (row positions only) to
+ * the others; the algorithm trains on the training rows on every party at once; the label holder scores the
+ * test rows jointly, computes the metrics, and sends them to every party, so all parties record the same
+ * result.
  * Horizontal mode (`hfl`) trains on each party's own rows; the aggregator evaluates on the dataset named in
  * params.evaluation (its own held-out customers).
  */
@@ -35,8 +36,13 @@ const TrainParams = z
   .object({
     testFraction: z.number().gt(0).lt(1).default(0.2),
     seed: z.number().int().optional(),
-    /** Also train the label holder alone on its own features (plaintext GBDT), for comparison. */
+    /**
+     * Also train the label holder alone on its own features, in plaintext with the job's model family (LR for
+     * the LR algorithms, GBDT for SecureBoost, MLP for the split NN), for comparison.
+     */
     compareAlone: z.boolean().default(false),
+    /** Vertical: the id of a succeeded `psi` job whose stored alignment every party reuses instead of PSI. */
+    alignment: z.string().min(1).max(200).optional(),
     /** hfl: a dataset registered on the aggregator to evaluate on. */
     evaluation: z.string().optional(),
     /** Hyper-parameters passed to the algorithm. */
@@ -53,13 +59,17 @@ export interface TrainingDeps {
   /** Where whole models (horizontal jobs) are registered for real-time scoring. */
   models: ModelRegistry
   self: string
+  /** This node's record of a job (to check that a reused alignment comes from a `psi` job that succeeded). */
+  job(id: string): Promise<{ spec: Pick<JobSpec, 'kind'>; state: JobState } | undefined>
 }
 
 export function labelHolderOf(spec: JobSpec): string | undefined {
   return spec.parties.find((p) => p.roles.includes('label-holder') || p.roles.includes('aggregator'))?.name
 }
 
-export function checkTrainSpec(deps: Pick<TrainingDeps, 'algorithms' | 'privacy' | 'self'>): SpecCheck {
+export function checkTrainSpec(
+  deps: Pick<TrainingDeps, 'algorithms' | 'privacy' | 'self' | 'store'>,
+): SpecCheck {
   const { algorithms } = deps
   return (spec) => {
     const params = TrainParams.safeParse(spec.params)
@@ -75,6 +85,22 @@ export function checkTrainSpec(deps: Pick<TrainingDeps, 'algorithms' | 'privacy'
     const registry = spec.mode === 'hfl' ? algorithms.horizontal : algorithms.vertical
     if (spec.mode !== 'hfl' && spec.mode !== 'mpc' && spec.mode !== 'he')
       return `mode ${spec.mode} is not a joint training mode here (mpc, he or hfl)`
+    const alignment = params.data.alignment
+    if (alignment !== undefined) {
+      if (spec.mode === 'hfl') return 'params.alignment applies to vertical jobs (mpc, he) only'
+      // Checked before the vote, so a bad reference is rejected before anyone commits (getSync: checks are
+      // synchronous; the alignments sublevel holds one small record per job).
+      const me = spec.parties.find((p) => p.peerId === deps.self)
+      if (me) {
+        const stored = deps.store.sub('alignments').getSync(alignment)
+        const problem = storedAlignmentProblem(stored, {
+          job: alignment,
+          party: me.name,
+          dataset: me.dataset!,
+        })
+        if (problem) return problem.message
+      }
+    }
     const overspend = deps.privacy.check(spec, deps.self)
     if (overspend) return overspend
     if (!registry.has(spec.algorithm))
@@ -127,6 +153,157 @@ async function align(ctx: ExecutorContext, ds: Dataset, tagPrefix: string): Prom
   if (!rows || rows.length === 0)
     throw new SyndicateError('ERR_EMPTY_INTERSECTION', 'the parties have no customers in common')
   return subset(ds, rows)
+}
+
+/** What a `psi` job leaves on each party: the dataset it aligned and the aligned ids, in the common order. */
+const StoredAlignment = z.object({ dataset: z.string(), ids: z.array(z.string()).min(1) })
+
+export interface AlignmentRef {
+  /** The psi job's id. */
+  job: string
+  /** This party's name and the dataset the training job names for it. */
+  party: string
+  dataset: string
+}
+
+/** Why a stored alignment cannot serve `ref` (without looking at the dataset's rows), or undefined. */
+export function storedAlignmentProblem(
+  stored: unknown,
+  ref: AlignmentRef,
+): { code: string; message: string } | undefined {
+  if (stored === undefined)
+    return {
+      code: 'ERR_ALIGNMENT_UNKNOWN',
+      message: `${ref.party} holds no alignment from job ${ref.job}; run a psi job between the parties first and name its id in params.alignment`,
+    }
+  const parsed = StoredAlignment.safeParse(stored)
+  if (!parsed.success)
+    return {
+      code: 'ERR_ALIGNMENT_UNKNOWN',
+      message: `job ${ref.job} left no PSI alignment on ${ref.party} (it is not a psi job); name a psi job's id in params.alignment`,
+    }
+  if (parsed.data.dataset !== ref.dataset)
+    return {
+      code: 'ERR_ALIGNMENT_MISMATCH',
+      message: `psi job ${ref.job} aligned dataset ${parsed.data.dataset} on ${ref.party}, not ${ref.dataset} as this job names; run PSI on ${ref.dataset} first`,
+    }
+  return undefined
+}
+
+/**
+ * The rows of a dataset (`fileIds`, in file order) that a stored alignment names, in the alignment's order.
+ * Throws ERR_ALIGNMENT_UNKNOWN / _MISMATCH (see storedAlignmentProblem) and ERR_ALIGNMENT_STALE when an
+ * aligned customer is no longer in the file.
+ */
+export function alignedRows(stored: unknown, ref: AlignmentRef, fileIds: readonly string[]): Uint32Array {
+  const problem = storedAlignmentProblem(stored, ref)
+  if (problem) throw new SyndicateError(problem.code, problem.message, { job: ref.job, party: ref.party })
+  const { ids } = StoredAlignment.parse(stored)
+  const row = new Map(fileIds.map((id, i) => [id, i]))
+  return Uint32Array.from(ids, (id) => {
+    const r = row.get(id)
+    if (r === undefined)
+      throw new SyndicateError(
+        'ERR_ALIGNMENT_STALE',
+        `customer ${id} of psi job ${ref.job}'s alignment is no longer in dataset ${ref.dataset} on ${ref.party} (the file changed since); run the psi job again`,
+        { job: ref.job, party: ref.party },
+      )
+    return r
+  })
+}
+
+/**
+ * Loads the alignment psi job `job` left on this party, after checking that the job succeeded here, and checks
+ * that every party loaded the same one (agreeOnAlignment).
+ */
+async function reuseAlignment(
+  ctx: ExecutorContext,
+  deps: Pick<TrainingDeps, 'store' | 'job'>,
+  ds: Dataset,
+  job: string,
+  holder: string,
+): Promise<Dataset> {
+  ctx.progress({ phase: 'loading alignment', message: `psi job ${job}` })
+  const me = ctx.spec.parties.find((p) => p.name === ctx.self)!
+  const ref: AlignmentRef = { job, party: ctx.self, dataset: me.dataset! }
+  const record = await deps.job(job)
+  if (record?.spec.kind !== 'psi' || record.state !== 'succeeded')
+    throw new SyndicateError(
+      'ERR_ALIGNMENT_UNKNOWN',
+      record
+        ? `job ${job} on ${ctx.self} is a ${record.spec.kind} job in state ${record.state}, not a psi job that succeeded; name a succeeded psi job in params.alignment`
+        : `${ctx.self} has no job ${job}; name a psi job that succeeded on every party in params.alignment`,
+      { job, party: ctx.self },
+    )
+  const aligned = subset(ds, alignedRows(await deps.store.sub('alignments').get(job), ref, ds.ids))
+  await agreeOnAlignment(ctx, holder, job, aligned.ids)
+  return aligned
+}
+
+/**
+ * Every party must train on the same customers in the same order. Each other party sends the label holder the
+ * SHA-256 of its aligned id list (in order); the holder compares them with its own and tells everyone which
+ * parties differ (itself, when at least two others agree with each other and not with it), and every party
+ * fails the job naming them. The hash reveals nothing beyond the intersection every party already knows: an
+ * honest party's list is the holder's own; a differing list shows only that it differs (a whole ordered list
+ * of customer ids cannot be guessed from its hash).
+ */
+export async function agreeOnAlignment(
+  ctx: Pick<ExecutorContext, 'channel' | 'self'>,
+  holder: string,
+  job: string,
+  ids: readonly string[],
+): Promise<void> {
+  const mine = hashJson(ids)
+  const others = ctx.channel.parties.filter((p) => p !== ctx.self)
+  let differs: string[]
+  if (ctx.self === holder) {
+    const theirs = new Map<string, string>()
+    for (const p of others) {
+      const msg = await ctx.channel.recv(p, 'alignment/hash')
+      theirs.set(p, decodeMessage(AlignmentHash, msg, `the alignment hash from ${p}`).sha256)
+    }
+    differs = others.filter((p) => theirs.get(p) !== mine)
+    if (others.length >= 2 && differs.length === others.length && new Set(theirs.values()).size === 1)
+      differs = [holder]
+    await Promise.all(others.map((p) => ctx.channel.send(p, 'alignment/verdict', encodeMessage({ differs }))))
+  } else {
+    await ctx.channel.send(holder, 'alignment/hash', encodeMessage({ sha256: mine }))
+    differs = decodeMessage(
+      AlignmentVerdict,
+      await ctx.channel.recv(holder, 'alignment/verdict'),
+      `the alignment verdict from ${holder}`,
+    ).differs
+  }
+  if (differs.length)
+    throw new SyndicateError(
+      'ERR_ALIGNMENT_MISMATCH',
+      `the alignment of psi job ${job} held by ${differs.join(', ')} differs from the other parties' (other customers or another order); run the psi job again between all parties`,
+      { job, parties: differs },
+    )
+}
+
+const AlignmentHash = z.strictObject({ sha256: z.string().regex(/^[0-9a-f]{64}$/) })
+const AlignmentVerdict = z.strictObject({ differs: z.array(z.string().max(256)).max(1000) })
+
+/** The plaintext model family of a vertical algorithm, for the label-holder-alone baseline. */
+const ALONE_KIND: Record<string, Model['kind']> = {
+  'vertical-ss-lr': 'lr',
+  'vertical-he-lr': 'lr',
+  secureboost: 'gbdt',
+  'vertical-split-nn': 'mlp',
+}
+
+/** The family the label holder alone trains in plaintext for `algorithm` (GBDT for algorithms not listed). */
+export function aloneModelKind(algorithm: string): Model['kind'] {
+  return ALONE_KIND[algorithm] ?? 'gbdt'
+}
+
+/** The label holder's plaintext baseline: the family's learning-core defaults, seeded by the job. */
+function trainAlone(kind: Model['kind'], train: Dataset, features: string[], seed: number): Model {
+  if (kind === 'lr') return trainModel('lr', train, { seed }, features)
+  if (kind === 'mlp') return trainModel('mlp', train, { seed }, features)
+  return trainModel('gbdt', train, { seed }, features)
 }
 
 export function psiExecutor(deps: TrainingDeps): Executor {
@@ -184,7 +361,9 @@ export function trainExecutor(deps: TrainingDeps): Executor {
       }
     } else {
       const algo = deps.algorithms.vertical.get(ctx.spec.algorithm)!
-      const aligned = await align(ctx, ds, 'psi')
+      const aligned = params.alignment
+        ? await reuseAlignment(ctx, deps, ds, params.alignment, holder)
+        : await align(ctx, ds, 'psi')
       const n = aligned.ids.length
       // The label holder draws the split (it alone knows the labels) and tells the others which positions are
       // test rows: a random, class-balanced subset, which says nothing about any single row's label. It draws
@@ -236,12 +415,10 @@ export function trainExecutor(deps: TrainingDeps): Executor {
         metrics.rows_train = train.ids.length
         metrics.rows_test = test.ids.length
         if (params.compareAlone) {
-          ctx.progress({ phase: 'label holder alone (plaintext baseline)' })
-          const alone = trainGbdt(featureMatrix(train, features), train.y!, features, { seed })
-          metrics.auc_label_holder_alone = auc(
-            test.y!,
-            predictProba(alone, featureMatrix(test, features), test.ids.length),
-          )
+          const kind = aloneModelKind(ctx.spec.algorithm)
+          ctx.progress({ phase: 'label holder alone (plaintext baseline)', message: kind })
+          const alone = trainAlone(kind, train, features, seed)
+          metrics.auc_label_holder_alone = auc(test.y!, scoreDataset(alone, test))
         }
       }
     }
@@ -289,7 +466,12 @@ export function trainExecutor(deps: TrainingDeps): Executor {
       metrics: metrics ?? {},
       modelHash,
       resultHash: hashJson({ job: ctx.spec.id, algorithm: ctx.spec.algorithm, metrics: metrics ?? {} }),
-      summary: { algorithm: ctx.spec.algorithm, features: part.features.length },
+      summary: {
+        algorithm: ctx.spec.algorithm,
+        features: part.features.length,
+        // Which plaintext family `auc_label_holder_alone` measures (metrics hold numbers only).
+        ...(params.compareAlone && !horizontal ? { aloneModel: aloneModelKind(ctx.spec.algorithm) } : {}),
+      },
     }
   }
 }

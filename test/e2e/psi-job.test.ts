@@ -7,6 +7,7 @@ import { dataFile } from '../helpers/data.ts'
 import { api, waitForJob } from '../helpers/jobs.ts'
 
 let sim: SimConsortium
+let psiJobId = ''
 const scratch = mkdtempSync(join(tmpdir(), 'syndicate-psi-'))
 const node = (i: number) => sim.nodes[i].node
 const token = (i: number) => sim.nodes[i].token
@@ -52,6 +53,29 @@ function psiJob(partnerDataset: string, extra: Record<string, unknown> = {}) {
   }
 }
 
+/** A quick SS-LR job (2 epochs, dealer triples) on guest × partner, optionally on a psi job's alignment. */
+function trainJob(alignment?: string, partnerDataset = 'partner') {
+  return {
+    kind: 'train',
+    mode: 'mpc',
+    algorithm: 'vertical-ss-lr',
+    parties: [
+      { name: 'bank-a', roles: ['label-holder'], dataset: 'guest' },
+      { name: 'lender-b', roles: ['feature-holder'], dataset: partnerDataset },
+    ],
+    params: {
+      seed: 5,
+      compareAlone: true,
+      ...(alignment ? { alignment } : {}),
+      algorithm: { triples: 'dealer', dealer: 'bank-a', epochs: 2 },
+    },
+    outputs: [{ what: 'metrics', to: ['bank-a', 'lender-b'] }],
+  }
+}
+
+type Split = { ids: string[]; test: number[] }
+const stored = (i: number, id: string) => node(i).store.sub<Split>('alignments').get(id)
+
 describe('PSI as a job between two real nodes', () => {
   it('a bad dataset file is refused at registration with the row and column, and nothing is stored', async () => {
     writeFileSync(join(scratch, 'dup.csv'), 'id,x0\n1,0.5\n2,abc\n')
@@ -70,6 +94,7 @@ describe('PSI as a job between two real nodes', () => {
     const r = await api(node(0), token(0), 'POST', '/v1/jobs', psiJob('partner'))
     expect(r.status, JSON.stringify(r.body)).toBe(201)
     const id = (r.body.spec as { id: string }).id
+    psiJobId = id
     const views = await Promise.all([0, 1].map((i) => waitForJob(node(i), id, ['succeeded'], 60_000)))
     expect(views.map((v) => v.result?.metrics.intersection)).toEqual([10000, 10000])
     expect(views[0].result?.resultHash).toBe(views[1].result?.resultHash)
@@ -95,5 +120,59 @@ describe('PSI as a job between two real nodes', () => {
     // The node keeps working: a later job still succeeds.
     const ok = await api(node(1), token(1), 'POST', '/v1/jobs', psiJob('partner'))
     await waitForJob(node(0), (ok.body.spec as { id: string }).id, ['succeeded'], 60_000)
+  })
+  it('a train job reuses the psi job alignment instead of running PSI, with the same rows and metrics', async () => {
+    const run = async (alignment?: string) => {
+      const r = await api(node(0), token(0), 'POST', '/v1/jobs', trainJob(alignment))
+      expect(r.status, JSON.stringify(r.body)).toBe(201)
+      const id = (r.body.spec as { id: string }).id
+      const views = await Promise.all(
+        [0, 1].map((i) => waitForJob(node(i), id, ['succeeded', 'failed'], 120_000)),
+      )
+      for (const v of views) expect(v.state, v.reason).toBe('succeeded')
+      return { id, metrics: views[0].result!.metrics, summary: views[0].result!.summary! }
+    }
+    const reused = await run(psiJobId)
+    const own = await run()
+    const psiIds = (await stored(0, psiJobId))!.ids
+    // Both parties trained on exactly the psi job's rows, in its order: no PSI ran (a PSI run orders the
+    // intersection by that run's keys, as the job with its own PSI shows).
+    for (const i of [0, 1]) expect((await stored(i, reused.id))!.ids).toEqual(psiIds)
+    const ownSplit = (await stored(0, own.id))!
+    expect(ownSplit.ids).not.toEqual(psiIds)
+    expect([...ownSplit.ids].sort()).toEqual([...psiIds].sort())
+    // The split is drawn over the label holder's file order: the same test customers either way.
+    const testIds = (s: Split) => s.test.map((k) => s.ids[k]).sort()
+    expect(testIds((await stored(0, reused.id))!)).toEqual(testIds(ownSplit))
+    for (const k of ['rows_aligned', 'rows_train', 'rows_test', 'auc_label_holder_alone'])
+      expect(reused.metrics[k], k).toBeCloseTo(own.metrics[k], 9)
+    // Only the batch order differs (SGD over the aligned order), hence close, not equal, joint AUCs.
+    expect(Math.abs(reused.metrics.auc - own.metrics.auc)).toBeLessThan(0.01)
+    // The baseline is the job's family (LR for SS-LR), named in the summary.
+    expect(reused.summary.aloneModel).toBe('lr')
+  }, 240_000)
+
+  it('an alignment reference that cannot serve the job is refused before anyone commits, with the reason', async () => {
+    const unknown = await api(node(0), token(0), 'POST', '/v1/jobs', trainJob('no-such-psi'))
+    expect(unknown.status).toBe(400)
+    expect(unknown.body.error?.message).toMatch(/bank-a holds no alignment from job no-such-psi/)
+    // lender-b's alignment was made on dataset partner: a job naming its dataset disjoint is rejected in its vote.
+    const r = await api(node(0), token(0), 'POST', '/v1/jobs', trainJob(psiJobId, 'disjoint'))
+    expect(r.status, JSON.stringify(r.body)).toBe(201)
+    const id = (r.body.spec as { id: string }).id
+    const views = await Promise.all([0, 1].map((i) => waitForJob(node(i), id, ['rejected'], 60_000)))
+    for (const v of views) expect(v.reason).toMatch(/aligned dataset partner on lender-b, not disjoint/)
+  })
+
+  it('a party whose stored alignment differs fails the job, and the reason names it', async () => {
+    // Same customers in another order on lender-b: rows would no longer line up across parties.
+    const alignments = node(1).store.sub<{ dataset: string; ids: string[] }>('alignments')
+    const held = (await alignments.get(psiJobId))!
+    await alignments.put(psiJobId, { ...held, ids: [...held.ids].reverse() })
+    const r = await api(node(0), token(0), 'POST', '/v1/jobs', trainJob(psiJobId))
+    expect(r.status, JSON.stringify(r.body)).toBe(201)
+    const id = (r.body.spec as { id: string }).id
+    const views = await Promise.all([0, 1].map((i) => waitForJob(node(i), id, ['failed'], 60_000)))
+    for (const v of views) expect(v.reason).toMatch(/psi job .* held by lender-b differs/)
   })
 })
