@@ -1,7 +1,8 @@
 import { z } from 'zod'
 import { canonicalJson } from '../crypto/canonical.ts'
 import { SyndicateError } from '../crypto/errors.ts'
-import { Hex32, Hex64, MemberSchema, PeerIdString } from './keys.ts'
+import { MAX_SIGNATURE_BYTES } from './batch-sign.ts'
+import { Hex32, MemberSchema, PeerIdString } from './keys.ts'
 
 /**
  * The governance log entry, version 1. One schema for every kind of event; the body is validated per type
@@ -157,6 +158,18 @@ export type EntryType = keyof typeof ENTRY_TYPES
 export type BodyOf<T extends EntryType> = z.infer<(typeof ENTRY_TYPES)[T]['body']>
 export const ENTRY_TYPE_NAMES = Object.keys(ENTRY_TYPES) as EntryType[]
 
+/**
+ * Ed25519 by the log owner, in hex: 64 bytes, or the batch form of governance/batch-sign.ts (the signature
+ * of a group of entries' Merkle root, the entry's index in the group, the group's size and the entry's path).
+ */
+const EntrySignature = z
+  .string()
+  .max(2 * MAX_SIGNATURE_BYTES)
+  .regex(
+    /^[0-9a-f]{128}(?:[0-9a-f]{16}(?:[0-9a-f]{64})+)?$/,
+    'expected an Ed25519 signature in lowercase hex',
+  )
+
 const EntryBase = z.strictObject({
   v: z.literal(ENTRY_VERSION),
   index: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
@@ -166,7 +179,7 @@ const EntryBase = z.strictObject({
   jobId: Id.optional(),
   body: z.unknown(),
   signer: MemberSchema,
-  signature: Hex64,
+  signature: EntrySignature,
 })
 
 export const EntrySchema = EntryBase.superRefine((e, ctx) => {
@@ -248,21 +261,26 @@ export function entrySigningBytes(entry: UnsignedEntry | LogEntry): Uint8Array {
 
 export type EntryCheck = { ok: true; entry: LogEntry; bytes: Uint8Array } | { ok: false; reason: string }
 
+/** Checks an entry value against the schema (fields, body, bounds), without encoding it. */
+export function validateEntry(value: unknown): { ok: true; entry: LogEntry } | { ok: false; reason: string } {
+  const parsed = EntrySchema.safeParse(value)
+  if (parsed.success) return { ok: true, entry: parsed.data }
+  const issue = parsed.error.issues[0]
+  const where = issue.path.length > 0 ? `${issue.path.join('.')}: ` : ''
+  return { ok: false, reason: `malformed entry: ${where}${issue.message}` }
+}
+
 /** Validates an untrusted entry value (schema, body, size) and returns its canonical leaf bytes. */
 export function checkEntry(value: unknown): EntryCheck {
-  const parsed = EntrySchema.safeParse(value)
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]
-    const where = issue.path.length > 0 ? `${issue.path.join('.')}: ` : ''
-    return { ok: false, reason: `malformed entry: ${where}${issue.message}` }
-  }
+  const parsed = validateEntry(value)
+  if (!parsed.ok) return parsed
   // The validated input itself (strict schemas, no transforms: the same value as parsed.data), whose key
   // order is still that of its source, so the fast path applies to entries read back from canonical bytes.
   const bytes = canonicalEncode(value)
   if (bytes.byteLength > MAX_ENTRY_BYTES) {
     return { ok: false, reason: `entry is ${bytes.byteLength} bytes, over the ${MAX_ENTRY_BYTES}-byte limit` }
   }
-  return { ok: true, entry: parsed.data, bytes }
+  return { ok: true, entry: parsed.entry, bytes }
 }
 
 /** Decodes leaf bytes; they must be exactly the canonical encoding, so every entry has one byte form. */

@@ -1,6 +1,7 @@
 import { Mutex } from 'async-mutex'
 import { z } from 'zod'
 import { SyndicateError } from '../crypto/errors.ts'
+import { MAX_SIGNATURE_BYTES, signMessages } from './batch-sign.ts'
 import {
   addSignatureLines,
   type Checkpoint,
@@ -11,18 +12,18 @@ import {
 } from './checkpoint.ts'
 import {
   type BodyOf,
-  checkEntry,
   decodeEntry,
+  ENTRY_SIGNING_PREFIX,
   ENTRY_TYPES,
   ENTRY_VERSION,
   type EntryType,
   ERR_GOV_ENTRY,
-  encodeEntry,
-  entrySigningBytes,
   inCanonicalOrder,
   type LogEntry,
+  MAX_ENTRY_BYTES,
   originOf,
   type UnsignedEntry,
+  validateEntry,
 } from './entry.ts'
 import { fromHex, Hex32, type Member, type Signer, toHex } from './keys.ts'
 import {
@@ -75,7 +76,10 @@ interface QueuedAppend {
   reject(e: Error): void
 }
 
-const PLACEHOLDER_SIGNATURE = '0'.repeat(128)
+/** As long as the longest signature, so an entry whose schema accepts it accepts the real one. */
+const PLACEHOLDER_SIGNATURE = '0'.repeat(2 * MAX_SIGNATURE_BYTES)
+/** What the longest signature adds to an entry's encoding: `"signature":"<hex>",`. */
+const SIGNATURE_FIELD_BYTES = '"signature":"",'.length + PLACEHOLDER_SIGNATURE.length
 
 /** `unsigned` with its signature, keys still in canonical order. */
 function withSignature(unsigned: UnsignedEntry, signature: string): LogEntry {
@@ -151,24 +155,18 @@ export class GovernanceLog {
   }
 
   /**
-   * Signs and appends an event. The body is validated against its type's schema first; an invalid one throws
-   * ERR_GOV_ENTRY and nothing is written. Appends that arrive while an earlier group is being written are
-   * committed together (group commit): signed in parallel, then written in one atomic batch, and each
-   * caller's promise resolves only once its entry is stored.
+   * Signs and appends an event. The entry, body included, is validated against its type's schema before it
+   * takes an index; an invalid one rejects with ERR_GOV_ENTRY and nothing of it is written. Appends that arrive
+   * while an earlier group is being written are committed together (group commit): one signature over the
+   * group's Merkle root (governance/batch-sign.ts), then one atomic batch, and each caller's promise resolves
+   * only once its entry is stored.
    */
   append<T extends EntryType>(type: T, body: BodyOf<T>, options: { jobId?: string } = {}): Promise<LogEntry> {
-    const spec = ENTRY_TYPES[type]
-    const bodyCheck = spec?.body.safeParse(body)
-    if (!bodyCheck?.success) {
-      const issue = bodyCheck?.error.issues[0]
+    if (!ENTRY_TYPES[type])
       return Promise.reject(
-        new SyndicateError(
-          ERR_GOV_ENTRY,
-          `cannot log ${type}: ${issue ? `${issue.path.join('.') || 'body'}: ${issue.message}` : 'unknown entry type'}`,
-          { type },
-        ),
+        new SyndicateError(ERR_GOV_ENTRY, `cannot log ${type}: unknown entry type`, { type }),
       )
-    }
+    // The body is validated with the whole entry when its group commits (validateEntry), once.
     return new Promise((resolve, reject) => {
       this.queued.push({ type, body, jobId: options.jobId, resolve, reject })
       // The first of a group schedules the commit; the rest join it until it takes the mutex.
@@ -181,42 +179,58 @@ export class GovernanceLog {
     this.queued = []
     const next = this.frontier.clone()
     let time = this.lastTime
-    const accepted: Array<{ unsigned: UnsignedEntry; item: QueuedAppend }> = []
+    const accepted: Array<{ unsigned: UnsignedEntry; json: string; item: QueuedAppend }> = []
     for (const item of group) {
-      // Built in canonical key order once, so its three encodings (checked, signed, stored) are plain JSON.
-      const unsigned: UnsignedEntry = inCanonicalOrder({
-        v: ENTRY_VERSION,
-        index: next.size + accepted.length,
-        time: Math.max(this.now(), time),
-        origin: this.origin,
-        type: item.type,
-        ...(item.jobId !== undefined ? { jobId: item.jobId } : {}),
-        body: item.body,
-        signer: this.member,
-      })
-      // Checked with a placeholder of the signature's exact length before an index is given away for good,
-      // so a refused entry leaves no gap in the indices of the entries signed with it.
-      const checked = checkEntry(withSignature(unsigned, PLACEHOLDER_SIGNATURE))
-      if (!checked.ok) {
+      let unsigned: UnsignedEntry | undefined
+      let json = ''
+      let refused: string | undefined
+      try {
+        // Built in canonical key order once, so its encodings (signed, stored) are plain JSON.stringify.
+        unsigned = inCanonicalOrder({
+          v: ENTRY_VERSION,
+          index: next.size + accepted.length,
+          time: Math.max(this.now(), time),
+          origin: this.origin,
+          type: item.type,
+          ...(item.jobId !== undefined ? { jobId: item.jobId } : {}),
+          body: item.body,
+          signer: this.member,
+        })
+        // Checked (body included) with a placeholder as long as the longest signature before an index is
+        // given away for good, so a refused entry leaves no gap in the indices of the entries signed with it.
+        const checked = validateEntry(withSignature(unsigned, PLACEHOLDER_SIGNATURE))
+        if (checked.ok) json = JSON.stringify(unsigned)
+        const size = Buffer.byteLength(json) + SIGNATURE_FIELD_BYTES
+        refused = !checked.ok
+          ? checked.reason
+          : size > MAX_ENTRY_BYTES
+            ? `entry is ${size} bytes, over the ${MAX_ENTRY_BYTES}-byte limit`
+            : undefined
+      } catch (e) {
+        // A body that cannot even be walked (a cycle, a throwing getter) fails alone, like any refused one.
+        refused = `the body cannot be encoded (${(e as Error).message})`
+      }
+      if (refused || !unsigned) {
         item.reject(
-          new SyndicateError(ERR_GOV_ENTRY, `cannot log ${item.type}: ${checked.reason}`, {
-            type: item.type,
-          }),
+          new SyndicateError(ERR_GOV_ENTRY, `cannot log ${item.type}: ${refused}`, { type: item.type }),
         )
         continue
       }
       time = unsigned.time
-      accepted.push({ unsigned, item })
+      accepted.push({ unsigned, json, item })
     }
     if (accepted.length === 0) return
     try {
-      const signatures = await Promise.all(
-        accepted.map(({ unsigned }) => this.signer.sign(entrySigningBytes(unsigned))),
+      // One signature for the group (its entries' Merkle root), each entry carrying its path to it.
+      const signatures = await signMessages(
+        (m) => this.signer.sign(m),
+        accepted.map(({ json }) => utf8(ENTRY_SIGNING_PREFIX + json)),
       )
       const entries = accepted.map(({ unsigned }, i) => withSignature(unsigned, toHex(signatures[i])))
       const ops: Array<{ type: 'put'; key: string; value: Uint8Array }> = []
       for (const entry of entries) {
-        const bytes = encodeEntry(entry)
+        // Canonical: keys in order, no undefined members, finite numbers only (the schema admits no others).
+        const bytes = utf8(JSON.stringify(entry))
         ops.push({ type: 'put', key: entryKey(entry.index), value: bytes })
         for (const n of next.append(leafHash(bytes)))
           ops.push({ type: 'put', key: nodeKey(n.level, n.index), value: n.hash })

@@ -1,11 +1,12 @@
 import { createHash } from 'node:crypto'
 import { canonicalBytes } from '../crypto/canonical.ts'
+import { verifyBatchSignature, verifyBatchSignatureAsync } from './batch-sign.ts'
 import { BundleSchema } from './bundle.ts'
 import { memberDirectory, type VerifiedCheckpoint, verifyCheckpointNote } from './checkpoint.ts'
 import { checkEntry, entrySigningBytes, type LogEntry, Origin, parseOrigin } from './entry.ts'
 import { collectEvidence } from './evidence-check.ts'
 import { crossCheckJobs, type Failure, type LogState, recordJob } from './jobs-check.ts'
-import { fromHex, type Member, memberFrom, toHex, verifySignature, verifySignatureAsync } from './keys.ts'
+import { fromHex, type Member, memberFrom, toHex } from './keys.ts'
 import { bytesEqual, EMPTY_ROOT, Frontier, leafHash, verifyConsistency } from './merkle.ts'
 
 /**
@@ -326,7 +327,7 @@ async function verifyLog(
       verifiedSignatures++
       const index = i
       pending.push(
-        verifySignatureAsync(owner.publicKey, entrySigningBytes(e), fromHex(e.signature)).then((ok) =>
+        verifyBatchSignatureAsync(owner.publicKey, entrySigningBytes(e), fromHex(e.signature)).then((ok) =>
           ok ? undefined : index,
         ),
       )
@@ -413,7 +414,7 @@ function firstBadSignature(
 ): number | undefined {
   for (let i = start; i < end; i++) {
     const e = entries[i - start]
-    if (!verifySignature(publicKey, entrySigningBytes(e), fromHex(e.signature))) return i
+    if (!verifyBatchSignature(publicKey, entrySigningBytes(e), fromHex(e.signature))) return i
   }
   return undefined
 }

@@ -1,5 +1,6 @@
 import { Mutex } from 'async-mutex'
 import { SyndicateError } from '../crypto/errors.ts'
+import { verifyBatchSignature } from './batch-sign.ts'
 import {
   addSignatureLines,
   cosignLine,
@@ -10,7 +11,7 @@ import {
   verifyCheckpointNote,
 } from './checkpoint.ts'
 import { decodeEntry, entrySigningBytes, parseOrigin } from './entry.ts'
-import { fromHex, type Member, type Signer, toHex, verifySignature } from './keys.ts'
+import { fromHex, type Member, type Signer, toHex } from './keys.ts'
 import { ERR_GOV_RANGE, type GovernanceLog, MAX_PAGE } from './log.ts'
 import { bytesEqual, Frontier, leafHash, verifyConsistency } from './merkle.ts'
 import {
@@ -247,7 +248,7 @@ export class Witness {
         if (e.index !== index || e.origin !== origin || e.signer.publicKey !== owner.publicKey) {
           return `entry ${index}: wrong index, origin or signer`
         }
-        if (!verifySignature(owner.publicKey, entrySigningBytes(e), fromHex(e.signature))) {
+        if (!verifyBatchSignature(owner.publicKey, entrySigningBytes(e), fromHex(e.signature))) {
           return `entry ${index}: the owner's signature does not verify`
         }
         frontier.append(leafHash(bytes))

@@ -23,6 +23,12 @@ export interface ProtocolSpec<Req extends z.ZodType, Res extends z.ZodType> {
    * protocols: opening a stream costs several times more than a small request on an open one.
    */
   multiplexed: boolean
+  /**
+   * Whether `requestProtocol` validates a request against the schema before sending it (the receiver always
+   * does). Off for protocols whose requests are built only from values already validated, where the second
+   * parse would cost more than the whole send.
+   */
+  checkOutgoing: boolean
 }
 
 export function defineProtocol<Req extends z.ZodType, Res extends z.ZodType>(def: {
@@ -34,6 +40,7 @@ export function defineProtocol<Req extends z.ZodType, Res extends z.ZodType>(def
   timeoutMs?: number
   maxStreams?: number
   multiplexed?: boolean
+  checkOutgoing?: boolean
 }): ProtocolSpec<Req, Res> {
   return {
     ...def,
@@ -41,6 +48,7 @@ export function defineProtocol<Req extends z.ZodType, Res extends z.ZodType>(def
     timeoutMs: def.timeoutMs ?? 10_000,
     maxStreams: def.maxStreams ?? 64,
     multiplexed: def.multiplexed ?? false,
+    checkOutgoing: def.checkOutgoing ?? true,
   }
 }
 
@@ -155,7 +163,7 @@ export async function requestProtocol<Req extends z.ZodType, Res extends z.ZodTy
   req: z.input<Req>,
   options: { signal?: AbortSignal } = {},
 ): Promise<z.infer<Res>> {
-  const body = encodeMessage(spec.request.parse(req))
+  const body = encodeMessage(spec.checkOutgoing ? spec.request.parse(req) : req)
   if (body.byteLength > spec.maxMessageBytes) {
     throw new ProtocolError(
       ProtocolErrorCode.MESSAGE_TOO_LARGE,
@@ -312,6 +320,8 @@ async function serveMultiplexed<Req extends z.ZodType, Res extends z.ZodType>(
   await stream.close().catch((e: Error) => stream.abort(e))
 }
 
+const CLOSE_BRACE = Buffer.from('}')
+
 interface Pending {
   resolve(value: unknown): void
   reject(e: Error): void
@@ -372,12 +382,8 @@ class MultiplexedClient {
           reject(e)
         },
       })
-      // The request was validated and encoded by the caller; splice it in rather than encoding it twice.
-      if (
-        !writer.push(
-          `{"id":${id},"req":${Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString()}}`,
-        )
-      ) {
+      // The request was encoded by the caller; its bytes are spliced in rather than decoded and encoded again.
+      if (!writer.push(Buffer.concat([Buffer.from(`{"id":${id},"req":`), body, CLOSE_BRACE]))) {
         this.pending
           .get(id)
           ?.reject(

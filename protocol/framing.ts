@@ -8,14 +8,18 @@ import { ProtocolError, ProtocolErrorCode } from './errors.ts'
  */
 const HEADER = 4
 
-export function frame(payload: Uint8Array): Uint8ArrayList {
+export function frame(payload: Uint8Array | Uint8ArrayList): Uint8ArrayList {
   const header = new Uint8Array(HEADER)
   new DataView(header.buffer).setUint32(0, payload.byteLength)
   return new Uint8ArrayList(header, payload)
 }
 
 /** Writes one frame, waiting for the stream to drain when its send buffer is full (backpressure). */
-export async function writeFrame(stream: Stream, payload: Uint8Array, signal?: AbortSignal): Promise<void> {
+export async function writeFrame(
+  stream: Stream,
+  payload: Uint8Array | Uint8ArrayList,
+  signal?: AbortSignal,
+): Promise<void> {
   if (!stream.send(frame(payload))) await stream.onDrain({ signal })
 }
 
@@ -55,34 +59,86 @@ export async function readOneFrame(stream: Stream, maxBytes: number): Promise<Ui
 
 const utf8 = new TextEncoder()
 
+/** How the items of one frame are laid out: a JSON array of JSON texts, or records simply concatenated. */
+export interface FrameLayout {
+  open: Uint8Array
+  separator: Uint8Array
+  close: Uint8Array
+}
+export const JSON_ARRAY: FrameLayout = {
+  open: utf8.encode('['),
+  separator: utf8.encode(','),
+  close: utf8.encode(']'),
+}
+export const CONCATENATED: FrameLayout = {
+  open: new Uint8Array(0),
+  separator: new Uint8Array(0),
+  close: new Uint8Array(0),
+}
+
 /**
- * Writes JSON items to a long-lived stream, gathering the items queued during one turn of the event loop into
- * one frame that holds a JSON array: under load, many small messages then cost one muxer frame, one
- * encryption and one socket write between them; alone, an item waits only for the current turn to end.
- * Frames stay within `maxBytes`; writes are serialised and wait for the stream to drain.
+ * Items are gathered into one frame only up to this size: small messages share frames, while large ones go
+ * out one per frame, so the receiver can take the first before the next has arrived.
+ */
+const GATHER_BYTES = 256 * 1024
+
+interface Queued {
+  bytes: Uint8Array
+  settle?: (e?: Error) => void
+}
+
+/**
+ * Writes items to a long-lived stream, gathering the items queued during one turn of the event loop into one
+ * frame: under load, many small messages then cost one muxer frame, one encryption and one socket write
+ * between them; alone, an item waits only for the current turn to end. Frames stay within `maxBytes`
+ * (`layout` included), and gather items only up to GATHER_BYTES; writes are serialised and wait for the
+ * stream to drain. Items are not copied again: the frame is written as a list of them.
  */
 export class FrameBatcher {
   private readonly stream: Stream
   private readonly maxBytes: number
   private readonly onError: (e: Error) => void
-  private queue: string[] = []
-  private sizes: number[] = []
+  private readonly layout: FrameLayout
+  private readonly fixed: number
+  private queue: Queued[] = []
   private flushing: Promise<void> | undefined
 
-  constructor(stream: Stream, maxBytes: number, onError: (e: Error) => void) {
+  constructor(
+    stream: Stream,
+    maxBytes: number,
+    onError: (e: Error) => void,
+    layout: FrameLayout = JSON_ARRAY,
+  ) {
     this.stream = stream
     this.maxBytes = maxBytes
     this.onError = onError
+    this.layout = layout
+    this.fixed = layout.open.byteLength + layout.close.byteLength
   }
 
-  /** Queues one JSON text; false (and nothing queued) when it could not fit in a frame on its own. */
-  push(json: string): boolean {
-    const size = Buffer.byteLength(json)
-    if (size + 2 > this.maxBytes) return false
-    this.queue.push(json)
-    this.sizes.push(size)
-    this.flushing ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.flush())
+  /** Queues one JSON text (or encoded item); false (and nothing queued) when it could not fit in a frame alone. */
+  push(item: string | Uint8Array): boolean {
+    const bytes = typeof item === 'string' ? utf8.encode(item) : item
+    if (bytes.byteLength + this.fixed > this.maxBytes) return false
+    this.enqueue({ bytes })
     return true
+  }
+
+  /**
+   * Queues `bytes` and resolves once the frame holding it is written; rejects with what failed the stream, or
+   * at once when it could not fit in a frame alone.
+   */
+  write(bytes: Uint8Array): Promise<void> {
+    if (bytes.byteLength + this.fixed > this.maxBytes)
+      return Promise.reject(
+        new ProtocolError(
+          ProtocolErrorCode.MESSAGE_TOO_LARGE,
+          `an item of ${bytes.byteLength} bytes exceeds the frame limit of ${this.maxBytes}`,
+        ),
+      )
+    return new Promise((resolve, reject) =>
+      this.enqueue({ bytes, settle: (e) => (e ? reject(e) : resolve()) }),
+    )
   }
 
   /** Resolves once everything queued so far is written (or the stream failed). */
@@ -90,20 +146,43 @@ export class FrameBatcher {
     while (this.flushing) await this.flushing
   }
 
+  private enqueue(q: Queued): void {
+    this.queue.push(q)
+    this.flushing ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.flush())
+  }
+
   private async flush(): Promise<void> {
+    const { open, separator, close } = this.layout
     try {
       while (this.queue.length > 0) {
-        let bytes = 2 + this.sizes[0]
+        let bytes = this.fixed + this.queue[0].bytes.byteLength
         let n = 1
-        while (n < this.queue.length && bytes + 1 + this.sizes[n] <= this.maxBytes)
-          bytes += 1 + this.sizes[n++]
+        const limit = Math.min(this.maxBytes, GATHER_BYTES)
+        while (
+          n < this.queue.length &&
+          bytes + separator.byteLength + this.queue[n].bytes.byteLength <= limit
+        )
+          bytes += separator.byteLength + this.queue[n++].bytes.byteLength
         const batch = this.queue.splice(0, n)
-        this.sizes.splice(0, n)
-        await writeFrame(this.stream, utf8.encode(`[${batch.join(',')}]`))
+        const parts = new Uint8ArrayList()
+        if (open.byteLength > 0) parts.append(open)
+        for (const [i, q] of batch.entries()) {
+          if (i > 0 && separator.byteLength > 0) parts.append(separator)
+          parts.append(q.bytes)
+        }
+        if (close.byteLength > 0) parts.append(close)
+        try {
+          await writeFrame(this.stream, parts)
+        } catch (e) {
+          for (const q of batch) q.settle?.(e as Error)
+          throw e
+        }
+        for (const q of batch) q.settle?.()
       }
     } catch (e) {
+      const rest = this.queue
       this.queue = []
-      this.sizes = []
+      for (const q of rest) q.settle?.(e as Error)
       this.onError(e as Error)
     } finally {
       this.flushing = undefined

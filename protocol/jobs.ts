@@ -66,7 +66,7 @@ const Hex64 = z.string().regex(/^[0-9a-f]{64}$/)
 export const JobId = z
   .string()
   .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{2,79}$/, 'a job id is 3-80 letters, digits, dot, dash or underscore')
-const Signature = z.string().regex(Base64Signature, 'an Ed25519 signature in base64')
+const Signature = z.string().regex(Base64Signature, 'an Ed25519 signature (plain or batch form) in base64')
 const Reason = z.string().max(1000)
 
 export const PartySchema = z.strictObject({
@@ -219,6 +219,8 @@ export const jobsProtocol = defineProtocol({
   // Many jobs negotiate at once: their messages share one stream per peer, up to this many in flight.
   maxStreams: 1024,
   multiplexed: true,
+  // The job service sends only messages built from validated specs and its own signatures.
+  checkOutgoing: false,
   request: JobMessageSchema,
   response: z.strictObject({ ok: z.literal(true), state: z.enum(JOB_STATES).optional() }),
 })

@@ -1,7 +1,8 @@
 import type { PrivateKey } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { signingBytes } from '../crypto/canonical.ts'
-import { ed25519Sign, toHex, verifySignatureAsync } from '../governance/keys.ts'
+import { batchSigner, MAX_SIGNATURE_BYTES, verifyBatchSignatureAsync } from '../governance/batch-sign.ts'
+import { ed25519Sign, toHex } from '../governance/keys.ts'
 
 /**
  * Signatures on protocol objects: Ed25519 by a member's libp2p key over a domain-separation line and the
@@ -11,17 +12,32 @@ import { ed25519Sign, toHex, verifySignatureAsync } from '../governance/keys.ts'
 export { signingBytes }
 
 // libp2p's PrivateKey.sign imports the key into node:crypto on every call; a job costs a dozen signatures.
-const signers = new WeakMap<PrivateKey, (message: Uint8Array) => Promise<Uint8Array>>()
+const signers = new WeakMap<
+  PrivateKey,
+  { plain: (m: Uint8Array) => Promise<Uint8Array>; batched: (m: Uint8Array) => Promise<Uint8Array> }
+>()
 
-export async function signValue(domain: string, value: unknown, key: PrivateKey): Promise<string> {
+/**
+ * `key`'s signature (base64) of `value` under `domain`. With `batch`, the values signed during one turn of the
+ * event loop share one signature per 16 over their Merkle root, each carrying its path
+ * (governance/batch-sign.ts): for the many small messages of jobs negotiated at once. Without, a plain 64-byte
+ * Ed25519 signature.
+ */
+export async function signValue(
+  domain: string,
+  value: unknown,
+  key: PrivateKey,
+  opts: { batch?: boolean } = {},
+): Promise<string> {
   const message = signingBytes(domain, value)
   if (key.type !== 'Ed25519') return Buffer.from(await key.sign(message)).toString('base64')
-  let sign = signers.get(key)
-  if (!sign) {
-    sign = ed25519Sign(key.raw)
-    signers.set(key, sign)
+  let s = signers.get(key)
+  if (!s) {
+    const plain = ed25519Sign(key.raw)
+    s = { plain, batched: batchSigner(plain) }
+    signers.set(key, s)
   }
-  return Buffer.from(await sign(message)).toString('base64')
+  return Buffer.from(await (opts.batch ? s.batched : s.plain)(message)).toString('base64')
 }
 
 /** Public keys (hex) of peer ids seen, so a peer id's base58 is decoded once; null for non-Ed25519 ids. */
@@ -43,7 +59,8 @@ function publicKeyHexOf(peerId: string): string | null {
 }
 
 /**
- * True when `signature` (base64) is `peerId`'s signature of `value` under `domain`; false on any malformation.
+ * True when `signature` (base64, plain or batch form) is `peerId`'s signature of `value` under `domain`; false on
+ * any malformation.
  * Checked on libuv's thread pool: a node verifying many messages at once keeps its event loop free.
  */
 export async function verifyValue(
@@ -54,7 +71,10 @@ export async function verifyValue(
 ): Promise<boolean> {
   const hex = publicKeyHexOf(peerId)
   if (hex === null) return false
-  return verifySignatureAsync(hex, signingBytes(domain, value), Buffer.from(signature, 'base64'))
+  return verifyBatchSignatureAsync(hex, signingBytes(domain, value), Buffer.from(signature, 'base64'))
 }
 
-export const Base64Signature = /^[A-Za-z0-9+/]{86}==$/
+/** A signature in base64: plain Ed25519 (64 bytes) or the batch form, at most MAX_SIGNATURE_BYTES. */
+export const Base64Signature = new RegExp(
+  `^(?:[A-Za-z0-9+/]{86}==|[A-Za-z0-9+/]{138,${Math.ceil((MAX_SIGNATURE_BYTES * 4) / 3)}}={0,2})$`,
+)

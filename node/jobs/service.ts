@@ -75,6 +75,8 @@ export interface JobServiceDeps {
 }
 
 const SUBLEVEL = 'jobs'
+/** Job messages are signed in batches: jobs negotiated at once share signatures (protocol/signing.ts). */
+const BATCH = { batch: true }
 const DEFAULT_TIMEOUT_S = 3600
 const CACHE_SIZE = 4096
 
@@ -112,7 +114,7 @@ export class JobService {
       { admit, log: this.d.log },
     )
     for await (const [, raw] of this.jobs().iterator()) {
-      const job = raw as JobRecord
+      const job = revive(raw)
       if (!isTerminal(job.state))
         await this.withJob(job.spec.id, async () => this.resume((await this.load(job.spec.id)) ?? job))
     }
@@ -189,7 +191,10 @@ export class JobService {
     if (Date.parse(spec.deadline) <= Date.now())
       throw new SyndicateError('ERR_INVALID_REQUEST', 'the deadline has already passed')
     if (await this.load(spec.id)) throw new SyndicateError('ERR_CONFLICT', `a job ${spec.id} already exists`)
-    const proposal: Proposal = { spec, signature: await signValue(Domains.proposal, spec, this.d.privateKey) }
+    const proposal: Proposal = {
+      spec,
+      signature: await signValue(Domains.proposal, spec, this.d.privateKey, BATCH),
+    }
     return this.withJob(spec.id, async () => {
       const job = await this.admitProposal(proposal)
       for (const p of spec.parties)
@@ -235,7 +240,10 @@ export class JobService {
         by: this.self,
         reason: reason || 'cancelled by the operator',
       }
-      const cancel: Cancel = { ...body, signature: await signValue(Domains.cancel, body, this.d.privateKey) }
+      const cancel: Cancel = {
+        ...body,
+        signature: await signValue(Domains.cancel, body, this.d.privateKey, BATCH),
+      }
       await this.applyCancel(job, cancel)
       for (const p of job.spec.parties)
         if (p.peerId !== this.self) this.deliver(job, p.peerId, { type: 'cancel', cancel })
@@ -252,7 +260,7 @@ export class JobService {
     const out: JobView[] = []
     for await (const [, raw] of this.jobs().iterator()) {
       // The live record where there is one: it may be ahead of the disk by a write under way.
-      const job = this.cache.get((raw as JobRecord).spec.id) ?? (raw as JobRecord)
+      const job = this.cache.get((raw as StoredJob).spec.id) ?? revive(raw)
       if (!filter.state || job.state === filter.state) out.push(this.view(job))
     }
     return out.sort((a, b) => a.spec.createdAt.localeCompare(b.spec.createdAt))
@@ -382,7 +390,7 @@ export class JobService {
       decision,
       ...(reason ? { reason } : {}),
     }
-    return { ...body, signature: await signValue(Domains.vote, body, this.d.privateKey) }
+    return { ...body, signature: await signValue(Domains.vote, body, this.d.privateKey, BATCH) }
   }
 
   /** An operator's decision: the proposer counts its own vote; any other party stores, records and sends it. */
@@ -439,7 +447,10 @@ export class JobService {
       specHash: job.specHash,
       votes: job.spec.parties.map((p) => job.votes[p.peerId]),
     }
-    const commit: Commit = { ...body, signature: await signValue(Domains.commit, body, this.d.privateKey) }
+    const commit: Commit = {
+      ...body,
+      signature: await signValue(Domains.commit, body, this.d.privateKey, BATCH),
+    }
     await this.commitAndStart(job, commit, alsoRecord, () => {
       for (const p of job.spec.parties)
         if (p.peerId !== this.self) this.deliver(job, p.peerId, { type: 'commit', commit })
@@ -472,6 +483,8 @@ export class JobService {
   }
 
   private async applyCommit(job: JobRecord, commit: Commit): Promise<void> {
+    // Every party's vote, verified above, is kept with the job (the stored commit refers to them).
+    for (const v of commit.votes) job.votes[v.voter] = v
     await this.commitAndStart(job, commit, [], () => undefined)
   }
 
@@ -633,7 +646,7 @@ export class JobService {
         ...(reason ? { reason: reason.slice(0, 1000) } : {}),
         ...(job.result ? { resultHash: job.result.resultHash } : {}),
       }
-      outcome = { ...body, signature: await signValue(Domains.outcome, body, this.d.privateKey) }
+      outcome = { ...body, signature: await signValue(Domains.outcome, body, this.d.privateKey, BATCH) }
       job.outcomes[this.self] = outcome
     }
     await this.save(job)
@@ -755,7 +768,9 @@ export class JobService {
         .then(async () => {
           if (this.pendingSaves?.jobs === jobs) this.pendingSaves = undefined
           await previous
-          await this.jobs().batch([...jobs.values()].map((j) => ({ type: 'put', key: j.spec.id, value: j })))
+          await this.jobs().batch(
+            [...jobs.values()].map((j) => ({ type: 'put', key: j.spec.id, value: stored(j) })),
+          )
           for (const j of jobs.values()) for (const fn of this.listeners) fn(j)
         })
         .finally(() => {
@@ -778,7 +793,8 @@ export class JobService {
   private async load(id: string): Promise<JobRecord | undefined> {
     const cached = this.cache.get(id)
     if (cached) return cached
-    const job = (await this.jobs().get(id)) as JobRecord | undefined
+    const raw = await this.jobs().get(id)
+    const job = raw === undefined ? undefined : revive(raw)
     // Another caller may have loaded (and changed) it meanwhile: there is one record object per job.
     const again = this.cache.get(id)
     if (again) return again
@@ -811,7 +827,7 @@ export class JobService {
   }
 
   private jobs() {
-    return this.d.store.sub<JobRecord>(SUBLEVEL)
+    return this.d.store.sub<StoredJob>(SUBLEVEL)
   }
 
   /**
@@ -877,6 +893,41 @@ export class JobService {
     })
     return next
   }
+}
+
+/**
+ * A job record as stored: the proposal without its spec and the commit without its votes, which are the
+ * record's own `spec` and `votes` (this halves what every save encodes).
+ */
+type StoredJob = Omit<JobRecord, 'proposal' | 'commit'> & {
+  proposal: { signature: string; spec?: JobSpec }
+  commit?: Omit<Commit, 'votes'> & { votes?: Vote[] }
+}
+
+function stored(job: JobRecord): StoredJob {
+  const { commit, proposal, ...rest } = job
+  // The votes are left out only when they are the record's own, in the parties' order (as signed).
+  const own = commit?.votes.every((v, i) => v === job.votes[job.spec.parties[i]?.peerId])
+  return {
+    ...rest,
+    proposal: { signature: proposal.signature },
+    ...(commit
+      ? {
+          commit: own
+            ? { jobId: commit.jobId, specHash: commit.specHash, signature: commit.signature }
+            : commit,
+        }
+      : {}),
+  }
+}
+
+/** A stored record as the service uses it; records written before the compact form carry both in full. */
+function revive(raw: unknown): JobRecord {
+  const { commit, proposal, ...rest } = raw as StoredJob
+  const job: JobRecord = { ...rest, proposal: { spec: rest.spec, signature: proposal.signature } }
+  if (commit)
+    job.commit = { ...commit, votes: commit.votes ?? rest.spec.parties.map((p) => rest.votes[p.peerId]) }
+  return job
 }
 
 function jobIdOf(msg: JobMessage): string {

@@ -1,10 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { isSyndicateError } from '../../crypto/errors.ts'
 import { startNode } from '../../node/daemon.ts'
 import { loadIdentity } from '../../node/identity.ts'
 import type { JobView } from '../../node/jobs/service.ts'
 import { requestProtocol } from '../../protocol/define.ts'
 import { readFrames, writeFrame } from '../../protocol/framing.ts'
 import { Domains, jobsProtocol, unsigned } from '../../protocol/jobs.ts'
+import { SESSION_PROTOCOL } from '../../protocol/session.ts'
 import { signValue } from '../../protocol/signing.ts'
 import { type SimConsortium, startConsortium, waitForMesh } from '../../sim/consortium.ts'
 import { api, waitForJob } from '../helpers/jobs.ts'
@@ -123,6 +125,10 @@ describe('jobs between three members', () => {
     sim.nodes[1].node = await startNode({ dir, overrides: { logLevel: 'warn' }, env: {} })
     const restarted = await waitForJob(node(1), job.spec.id, ['failed'])
     expect(restarted.reason).toMatch(/restarted during the run/)
+    // Read back from the store (kept compact): the signed proposal and the commit with every vote, whole.
+    expect(restarted.proposal).toEqual(job.proposal)
+    expect(restarted.commit?.votes.map((v) => v.voter)).toEqual(job.spec.parties.map((p) => p.peerId))
+    expect(restarted.commit?.signature).toBe((await node(0).jobs.get(job.spec.id))?.commit?.signature)
     await waitForMesh(
       sim.nodes.map((n) => n.node),
       20_000,
@@ -264,5 +270,66 @@ describe('jobs between three members', () => {
     expect(bad.status).toBe(400)
     expect(bad.body.error?.message).toMatch(/kind/)
     expect((await api(node(0), token(0), 'GET', '/v1/jobs/nope-123')).status).toBe(404)
+  })
+})
+
+describe('session channels (the party channel of a job) over libp2p', () => {
+  const partiesOf = (idx: number[]) =>
+    Object.fromEntries(idx.map((i) => [sim.nodes[i].name, node(i).peerId.toString()]))
+
+  it('share one stream per peer; records sent before a session opens wait for it, in order', async () => {
+    const parties = partiesOf([0, 1, 2])
+    const ids = Array.from({ length: 20 }, (_, i) => `shared-${i}-${Date.now()}`)
+    // bank-a sends and leaves each session before lender-b has opened it.
+    for (const id of ids) {
+      const ch = node(0).sessions.open(id, 'bank-a', parties)
+      await Promise.all([0, 1, 2].map((k) => ch.send('lender-b', `m${k}`, new Uint8Array([k, 7]))))
+      ch.close()
+    }
+    const outbound = node(0)
+      .host.getConnections(node(1).peerId)
+      .flatMap((c) => c.streams)
+      .filter((st) => st.protocol === SESSION_PROTOCOL && st.direction === 'outbound')
+    expect(outbound.length).toBe(1)
+    for (const id of ids) {
+      const ch = node(1).sessions.open(id, 'lender-b', parties)
+      for (const k of [0, 1, 2]) expect(await ch.recv('bank-a', `m${k}`)).toEqual(new Uint8Array([k, 7]))
+      // The end of bank-a's session came after its messages: what it never sent fails at once.
+      await expect(ch.recv('bank-a', 'm3')).rejects.toSatisfy(
+        (e) => isSyndicateError(e, 'ERR_CHANNEL_CLOSED') && /bank-a left/.test((e as Error).message),
+      )
+      expect(ch.stats().messagesReceived).toBe(3)
+      ch.close()
+    }
+  })
+
+  it('refuses a member that claims to be another party, and the session carries on', async () => {
+    const id = `impostor-${Date.now()}`
+    const parties = partiesOf([0, 1, 2])
+    const victim = node(0).sessions.open(id, 'bank-a', parties)
+    const real = node(1).sessions.open(id, 'lender-b', parties)
+    // outsider-d names itself lender-b in its own view of the session.
+    const impostor = node(3).sessions.open(id, 'lender-b', {
+      'bank-a': node(0).peerId.toString(),
+      'lender-b': node(3).peerId.toString(),
+    })
+    const answer = impostor.recv('bank-a', 'never')
+    await impostor.send('bank-a', 'x', new Uint8Array([6, 6, 6]))
+    await expect(answer).rejects.toSatisfy(
+      (e) => isSyndicateError(e, 'ERR_CHANNEL_CLOSED') && /refused session/.test((e as Error).message),
+    )
+    await real.send('bank-a', 'x', new Uint8Array([1]))
+    expect(await victim.recv('lender-b', 'x')).toEqual(new Uint8Array([1]))
+    for (const ch of [victim, real, impostor]) ch.close()
+  })
+
+  it('bounds messages: an oversized one is refused before it is sent', async () => {
+    const id = `bounds-${Date.now()}`
+    const ch = node(0).sessions.open(id, 'bank-a', partiesOf([0, 1]))
+    await expect(ch.send('lender-b', 't', new Uint8Array(64 * 1024 * 1024))).rejects.toSatisfy((e) =>
+      isSyndicateError(e, 'ERR_MESSAGE_TOO_LARGE'),
+    )
+    expect(() => node(0).sessions.open('x'.repeat(201), 'bank-a', partiesOf([0, 1]))).toThrow(/session id/)
+    ch.close()
   })
 })

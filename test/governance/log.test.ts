@@ -2,10 +2,11 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { isSyndicateError } from '../../crypto/errors.ts'
+import { verifyBatchSignature } from '../../governance/batch-sign.ts'
 import { exportBundle } from '../../governance/bundle.ts'
 import { memberDirectory, verifyCheckpointNote } from '../../governance/checkpoint.ts'
 import { decodeEntry, entrySigningBytes } from '../../governance/entry.ts'
-import { fromHex, memberFromPeerId, signerFromSeed, verifySignature } from '../../governance/keys.ts'
+import { fromHex, memberFromPeerId, signerFromSeed } from '../../governance/keys.ts'
 import { GovernanceLog } from '../../governance/log.ts'
 import { leafHash, rootFromLeafHashes, verifyConsistency, verifyInclusion } from '../../governance/merkle.ts'
 import { entryKey, openStore } from '../../governance/store.ts'
@@ -41,15 +42,19 @@ describe('GovernanceLog', () => {
     expect(Buffer.from(log.root()).toString('hex')).toBe(
       Buffer.from(rootFromLeafHashes(raw.map(leafHash))).toString('hex'),
     )
+    const signatures = new Set<string>()
     for (const [i, bytes] of raw.entries()) {
       const d = decodeEntry(bytes)
       expect(d.ok).toBe(true)
       if (!d.ok) continue
       expect(d.entry.index).toBe(i)
       expect(
-        verifySignature(alice.member.publicKey, entrySigningBytes(d.entry), fromHex(d.entry.signature)),
+        verifyBatchSignature(alice.member.publicKey, entrySigningBytes(d.entry), fromHex(d.entry.signature)),
       ).toBe(true)
+      signatures.add(d.entry.signature.slice(0, 128))
     }
+    // Concurrent appends are committed as groups, each group under one Ed25519 signature of its Merkle root.
+    expect(signatures.size).toBeLessThan(40)
     // Time never goes backwards within a log.
     const times = (await log.entries(0, 40)).map((e) => e.time)
     expect(times).toEqual([...times].sort((a, b) => a - b))
@@ -153,7 +158,16 @@ describe('GovernanceLog', () => {
     await reject(log.append('job.start', { specHash: hash('x') }))
     await reject(log.append('dataset.register', { datasetId: 'd', schemaHash: 'not-a-hash' }))
     await reject(log.append('policy.change', { policyHash: hash('p'), summary: 'x'.repeat(9000) }))
-    expect(log.size).toBe(0)
+    // A body that cannot be walked fails alone, in a group with a good one, and the log carries on.
+    const cyclic: Record<string, unknown> = { policyHash: hash('c'), summary: 'c' }
+    cyclic.self = cyclic
+    const [bad, good] = await Promise.allSettled([
+      log.append('policy.change', cyclic as unknown as { policyHash: string; summary: string }),
+      log.append('policy.change', { policyHash: hash('ok'), summary: 'fine' }),
+    ])
+    expect(bad.status === 'rejected' && isSyndicateError(bad.reason, 'ERR_GOV_ENTRY')).toBe(true)
+    expect(good.status === 'fulfilled' && good.value.index).toBe(0)
+    expect(log.size).toBe(1)
   })
 
   it('names the index of an entry whose stored bytes were altered', async () => {
