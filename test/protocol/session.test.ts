@@ -3,15 +3,7 @@ import { isSyndicateError } from '../../crypto/errors.ts'
 import { decodeRecords, encodeRecord } from '../../protocol/session.ts'
 
 const utf8 = new TextEncoder()
-const concat = (...parts: Uint8Array[]) => {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0))
-  let at = 0
-  for (const p of parts) {
-    out.set(p, at)
-    at += p.byteLength
-  }
-  return out
-}
+const concat = (...parts: Uint8Array[]) => new Uint8Array(Buffer.concat(parts))
 const invalid = (e: unknown) => isSyndicateError(e, 'ERR_INVALID_MESSAGE')
 
 describe('session records', () => {

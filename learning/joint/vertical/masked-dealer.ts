@@ -25,7 +25,15 @@
 import type { PartyChannel } from '../../../crypto/channel.ts'
 import { SyndicateError } from '../../../crypto/errors.ts'
 import { freshSeed, Prg, SEED_BYTES } from '../../../crypto/mpc/prg.ts'
-import { type Ring, ringAdd, ringMatmul, ringMul, ringShr, ringSub } from '../../../crypto/mpc/ring.ts'
+import {
+  type Ring,
+  ringAdd,
+  ringConcat,
+  ringMatmul,
+  ringMul,
+  ringShr,
+  ringSub,
+} from '../../../crypto/mpc/ring.ts'
 import { ringFromBytes, ringToBytes } from '../../../crypto/mpc/wire.ts'
 
 /** Shares of a truncation pair: r, r >>> bits and msb(r) (0/1). */
@@ -178,13 +186,7 @@ export class MaskedMatrixDealer {
         rStep,
       ]).map((v, i) => others.reduce((acc, p) => ringSub(acc, (draws.get(p) as Draw).derived[i]), v))
       if (this.holder !== this.ch.self) {
-        const out = new BigUint64Array(total)
-        let at = 0
-        for (const c of corrections) {
-          out.set(c, at)
-          at += c.length
-        }
-        await this.ch.send(this.holder, id, ringToBytes(out))
+        await this.ch.send(this.holder, id, ringToBytes(ringConcat(...corrections)))
         return emptyMasks()
       }
       return assemble({ ...(draws.get(this.holder) as Draw), derived: corrections })
