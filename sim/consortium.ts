@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { DestinationStream } from 'pino'
 import { type RunningNode, startNode } from '../node/daemon.ts'
-import { loadIdentity } from '../node/identity.ts'
 import { initNode } from '../node/init.ts'
-import { type ConsortiumDocument, newGenesis, signDocument } from '../protocol/consortium.ts'
+import type { ConsortiumDocument } from '../protocol/consortium.ts'
+import { signedGenesis } from './party-node.ts'
 
 /**
  * Starts a consortium of N nodes in this process, each with its own data directory under one temporary folder,
@@ -67,21 +67,15 @@ export async function startConsortium(opts: SimOptions = {}): Promise<SimConsort
       }),
     )
     nodes.sort((a, b) => names.indexOf(a.name) - names.indexOf(b.name))
-    let doc = newGenesis({
-      id: 'sim',
-      name: `Simulated consortium of ${names.length}`,
-      threshold: opts.threshold,
-      members: nodes.map((n) => ({
+    const doc = await signedGenesis(
+      nodes.map((n) => ({
         name: n.name,
         peerId: n.node.peerId.toString(),
-        roles: ['institution'],
         addresses: n.node.addresses(),
+        dir: n.node.dir,
       })),
-    })
-    for (const n of nodes) {
-      const id = loadIdentity(n.node.dir)
-      doc = await signDocument(doc, id.privateKey, id.peerId)
-    }
+      opts.threshold,
+    )
     const t1 = performance.now()
     await Promise.all(nodes.map((n) => n.node.membership.install(doc)))
     await waitForMesh(

@@ -12,6 +12,10 @@
  *  2 masked  client → aggregator: x + PRG(b) + Σ_{v>u} PRG(s_uv) − Σ_{v<u} PRG(s_uv)   (mod 2^64)
  *    unmask  aggregator → clients: the clients whose masked input arrived (U3)
  *  3 reveal  client → aggregator: for each w in U2, the share of b_w if w ∈ U3, else the share of s_w
+ *
+ * Rounds 0 and 1 do not depend on the input. A client computes its round-2 masks while the aggregator gathers
+ * round 1 (over U1, correcting for U1 \ U2 afterwards), and the aggregator adds masked inputs up as they arrive:
+ * the same messages as computing them after each round, with less computation after each wait.
  */
 import { type KeyObject, randomBytes } from 'node:crypto'
 import {
@@ -167,6 +171,21 @@ export async function secAggClient(ch: PartyChannel, input: RingVector, o: SecAg
     )
   })
   await ch.send(A, tag('shares'), Buffer.concat(boxes))
+  // Let the transport flush the boxes (it may write after pending callbacks) before computing for a while.
+  await new Promise((r) => setImmediate(r))
+
+  // While the aggregator gathers every client's boxes: the masks of round 2 with every client of U1 (U2 ⊆ U1;
+  // the masks of clients that drop before sharing are taken out again below). Pairwise masks cancel in the sum;
+  // the self mask hides x if s_u is ever revealed. What is sent is the same as when computed after the inbox.
+  let y = addMask(input, selfMaskSeed(b, o.session))
+  const seeds = new Map<number, KeyObject>()
+  for (const v of u1) {
+    if (v === me) continue
+    const seed = maskSeed(s, keys.get(v)!.s, o.session)
+    seeds.set(v, seed)
+    y = me < v ? addMask(y, seed) : subMask(y, seed)
+  }
+
   const inbox = await ch.recv(A, tag('inbox'))
   if (inbox.length % REC_BOX !== 0) throw badMessage(A, 'inbox length')
   for (let off = 0; off < inbox.length; off += REC_BOX) {
@@ -183,13 +202,8 @@ export async function secAggClient(ch: PartyChannel, input: RingVector, o: SecAg
   const u2 = [...held.keys()]
   if (u2.length < o.threshold) throw tooFew('shared keys', u2.length, o.threshold)
 
-  // Round 2: masked input. Pairwise masks cancel in the sum; the self mask hides x if s_u is ever revealed.
-  let y = addMask(input, selfMaskSeed(b, o.session))
-  for (const v of u2) {
-    if (v === me) continue
-    const seed = maskSeed(s, keys.get(v)!.s, o.session)
-    y = me < v ? addMask(y, seed) : subMask(y, seed)
-  }
+  // Round 2: the masked input, with pairwise masks only for the clients of U2.
+  for (const [v, seed] of seeds) if (!held.has(v)) y = me < v ? subMask(y, seed) : addMask(y, seed)
   await ch.send(A, tag('masked'), ringToBytes(y))
 
   // Round 3: reveal exactly one secret's share per client of U2: never both for the same client.
@@ -251,10 +265,12 @@ export async function secAggAggregate(ch: PartyChannel, o: AggregatorOptions): P
   const u2 = [...shares.keys()]
   await Promise.all(u2.map((p) => ch.send(p, tag('inbox'), Buffer.concat(routed.get(idx(p)) ?? []))))
 
-  // Round 2: masked inputs.
-  const masked = await collect(ch, u2, tag('masked'), wait)
-  for (const [p, m] of masked)
+  // Round 2: masked inputs, added up as they arrive (the sum over U3 whatever the order).
+  let sum: RingVector = new BigUint64Array(o.length)
+  const masked = await collect(ch, u2, tag('masked'), wait, (p, m) => {
     if (m.length !== 8 * o.length) throw badMessage(p, `masked input of ${m.length} bytes`)
+    sum = ringAdd(sum, ringFromBytes(m, o.length, p, tag('masked')))
+  })
   if (masked.size < o.threshold) throw tooFew('masked inputs', masked.size, o.threshold, missing(u2, masked))
   const u3 = [...masked.keys()]
   const u3List = Buffer.concat(u3.map((p) => u16Bytes(idx(p))))
@@ -292,8 +308,6 @@ export async function secAggAggregate(ch: PartyChannel, o: AggregatorOptions): P
     return combineWith(coeffs, ys)
   }
 
-  let sum: RingVector = new BigUint64Array(o.length)
-  for (const p of u3) sum = ringAdd(sum, ringFromBytes(masked.get(p)!, o.length, p, tag('masked')))
   for (const p of u3) sum = subMask(sum, selfMaskSeed(secretOf(p), o.session))
   for (const p of u2) {
     if (masked.has(p)) continue
@@ -318,15 +332,18 @@ export async function secAggAggregate(ch: PartyChannel, o: AggregatorOptions): P
 
 /**
  * Messages under `tag` from `from`, waiting until all arrived or `timeoutMs` passed; parties missing then
- * count as dropped (a late message is ignored).
+ * count as dropped (a late message is ignored). `onMessage` sees each message that arrives in time, as it
+ * arrives; what it throws fails the collection.
  */
 async function collect(
   ch: PartyChannel,
   from: readonly string[],
   tag: string,
   timeoutMs: number,
+  onMessage?: (from: string, m: Uint8Array) => void,
 ): Promise<Map<string, Uint8Array>> {
   const got = new Map<string, Uint8Array>()
+  let open = true
   let timer: NodeJS.Timeout | undefined
   const timeout = new Promise<void>((r) => {
     timer = setTimeout(r, timeoutMs)
@@ -334,13 +351,21 @@ async function collect(
   const all = Promise.all(
     from.map((p) =>
       ch.recv(p, tag).then(
-        (m) => void got.set(p, m),
+        (m) => {
+          if (!open) return
+          onMessage?.(p, m)
+          got.set(p, m)
+        },
         () => undefined,
       ),
     ),
   )
-  await Promise.race([all, timeout])
-  clearTimeout(timer)
+  try {
+    await Promise.race([all, timeout])
+  } finally {
+    open = false
+    clearTimeout(timer)
+  }
   // Keep the agreed order (channel order), not arrival order.
   return new Map(from.filter((p) => got.has(p)).map((p) => [p, got.get(p)!]))
 }

@@ -198,6 +198,28 @@ describe('secure aggregation (Bonawitz et al.)', () => {
     expect(err.details.party).toBe('b')
   })
 
+  it('names a client whose masked input has the wrong length, whenever it arrives', async () => {
+    const clients = ['c0', 'c1', 'c2']
+    const chs = createMemoryChannels(['agg', ...clients])
+    const c1 = chs.get('c1')!
+    const short: PartyChannel = {
+      ...c1,
+      send: (to, tag, p) => c1.send(to, tag, tag.endsWith('/masked') ? p.subarray(8) : p),
+      recv: (f, t) => c1.recv(f, t),
+    }
+    const o = { session: 'short', aggregator: 'agg', threshold: 2, length: 8 }
+    const running = [
+      secAggClient(chs.get('c0')!, new BigUint64Array(8), o),
+      secAggClient(short, new BigUint64Array(8), o),
+      secAggClient(chs.get('c2')!, new BigUint64Array(8), o),
+    ].map((p) => p.catch(() => undefined))
+    const err = await secAggAggregate(chs.get('agg')!, { ...o, roundTimeoutMs: 100 }).catch((e) => e)
+    for (const c of clients) chs.get(c)!.close()
+    await Promise.all(running)
+    expect(isSyndicateError(err, ERR_SECAGG_BAD_MESSAGE)).toBe(true)
+    expect(err.details.party).toBe('c1')
+  })
+
   it('a client refuses a share box the aggregator tampered with, naming the box sender', async () => {
     const clients = ['c0', 'c1', 'c2']
     const chs = createMemoryChannels(['agg', ...clients])
