@@ -69,7 +69,7 @@ export const ERR_SECAGG_PARAMS = 'ERR_SECAGG_PARAMS'
 export const ERR_SECAGG_TOO_FEW = 'ERR_SECAGG_TOO_FEW'
 export const ERR_SECAGG_BAD_MESSAGE = 'ERR_SECAGG_BAD_MESSAGE'
 
-const KEY = 32
+export const KEY = 32
 const ADV = 2 * KEY
 const SHARE_PLAIN = 2 * KEY // share of s || share of b
 const BOX = SHARE_PLAIN + SEAL_OVERHEAD
@@ -79,7 +79,7 @@ const REC_REVEAL = 2 + 1 + KEY
 const REVEAL_B = 0
 const REVEAL_S = 1
 
-function badMessage(from: string, what: string): SyndicateError {
+export function badMessage(from: string, what: string): SyndicateError {
   return new SyndicateError(
     ERR_SECAGG_BAD_MESSAGE,
     `secure aggregation: ${from} sent a malformed message (${what}); abort and check that party`,
@@ -87,7 +87,7 @@ function badMessage(from: string, what: string): SyndicateError {
   )
 }
 
-function setup(ch: PartyChannel, o: SecAggOptions) {
+export function setup(ch: PartyChannel, o: SecAggOptions) {
   const clients = ch.parties.filter((p) => p !== o.aggregator)
   if (!ch.parties.includes(o.aggregator)) {
     throw new SyndicateError(ERR_SECAGG_PARAMS, `aggregator ${o.aggregator} is not a party of the channel`)
@@ -106,7 +106,7 @@ function setup(ch: PartyChannel, o: SecAggOptions) {
 }
 
 /** Shamir x-coordinate of a party: its index in the channel's party list, plus one. */
-const xOf = (i: number) => i + 1
+export const xOf = (i: number) => i + 1
 
 /** AAD of the share box from client index u to client index v. */
 const boxAad = (session: string, u: number, v: number) => new TextEncoder().encode(`${session}|${u}|${v}`)
@@ -335,7 +335,7 @@ export async function secAggAggregate(ch: PartyChannel, o: AggregatorOptions): P
  * count as dropped (a late message is ignored). `onMessage` sees each message that arrives in time, as it
  * arrives; what it throws fails the collection.
  */
-async function collect(
+export async function collect(
   ch: PartyChannel,
   from: readonly string[],
   tag: string,
@@ -370,11 +370,16 @@ async function collect(
   return new Map(from.filter((p) => got.has(p)).map((p) => [p, got.get(p)!]))
 }
 
-function missing(expected: readonly string[], got: Map<string, unknown>): string[] {
+export function missing(expected: readonly string[], got: Map<string, unknown>): string[] {
   return expected.filter((p) => !got.has(p))
 }
 
-function tooFew(round: string, got: number, threshold: number, dropped: string[] = []): SyndicateError {
+export function tooFew(
+  round: string,
+  got: number,
+  threshold: number,
+  dropped: string[] = [],
+): SyndicateError {
   return new SyndicateError(
     ERR_SECAGG_TOO_FEW,
     `secure aggregation: only ${got} clients completed "${round}", the threshold is ${threshold}${dropped.length ? ` (dropped: ${dropped.join(', ')})` : ''}; rerun with the clients that are online`,
@@ -382,14 +387,14 @@ function tooFew(round: string, got: number, threshold: number, dropped: string[]
   )
 }
 
-function u16(b: Uint8Array, off: number): number {
+export function u16(b: Uint8Array, off: number): number {
   return b[off] | (b[off + 1] << 8)
 }
 
-function u16Bytes(v: number): Uint8Array {
+export function u16Bytes(v: number): Uint8Array {
   return Uint8Array.of(v & 0xff, v >>> 8)
 }
 
-function equal(a: Uint8Array, b: Uint8Array): boolean {
+export function equal(a: Uint8Array, b: Uint8Array): boolean {
   return Buffer.compare(a, b) === 0
 }

@@ -229,7 +229,7 @@ async function fedAvgRounds(job: Job): Promise<Outcome> {
       vec[m + 1] = logLossSum(net, w, Z, y, split.test, d)
       vec[m + 2] = split.test.length
     }
-    const sum = await secureSum(a, `round${round}`, vec)
+    const sum = await secureSum(a, vec)
     if (!sum) {
       const msg = await receivePublished(a, `round${round}/model`, m)
       if (msg.header.stop === true) final = msg.vector
@@ -287,7 +287,7 @@ async function centralDpRounds(job: Job, dp: DpParams): Promise<Outcome> {
       ctx.progress({ phase: 'round', done: t / plan.stepsPerEpoch, total: p.rounds })
     const batch = poissonSample(split.train, plan.sampleRate, uniformOpen01)
     clippedGradientSum(net, w, Z, y, d, batch, dp.clipNorm, grad, scratch)
-    const sum = await secureSum(a, `step${t}`, grad)
+    const sum = await secureSum(a, grad)
     if (!sum) {
       w = (await receivePublished(a, `step${t}/model`, net.size)).vector
       continue

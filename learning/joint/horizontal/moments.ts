@@ -39,7 +39,7 @@ export async function secureMoments(
     }
   }
   if (!standardize) {
-    const s = await secureSum(a, 'count', Float64Array.of(rows))
+    const s = await secureSum(a, Float64Array.of(rows))
     let n: number
     if (s) {
       n = Math.round(s.sum[0])
@@ -58,7 +58,7 @@ export async function secureMoments(
       v1[1 + d + j] += Math.abs(x)
     }
   }
-  const s1 = await secureSum(a, 'moments1', v1)
+  const s1 = await secureSum(a, v1)
   let first: Float64Array
   if (s1) {
     const n = Math.round(s1.sum[0])
@@ -85,7 +85,7 @@ export async function secureMoments(
       v2[j] += t * t
     }
   }
-  const s2 = await secureSum(a, 'moments2', v2)
+  const s2 = await secureSum(a, v2)
   let scale: Float64Array
   if (s2) {
     // Rows of parties that dropped between the passes are missing from pass 2; their share of N is unknown

@@ -142,7 +142,7 @@ async function train(ctx: JointContext, data: LocalData): Promise<ModelPart> {
     sketch[sketch.length - 2] += y[i]
   }
   sketch[sketch.length - 1] = data.rows
-  const pooled = await secureSum(a, 'bins', sketch)
+  const pooled = await secureSum(a, sketch)
   let edges: number[][]
   let baseScore: number
   if (pooled) {
@@ -218,7 +218,7 @@ async function train(ctx: JointContext, data: LocalData): Promise<ModelPart> {
           local.set(hist.g, 2 * k * layout.slots)
           local.set(hist.h, (2 * k + 1) * layout.slots)
         })
-        sum = await secureSum(a, session, local)
+        sum = await secureSum(a, local)
       }
       if (isAggregator) {
         decisions = decide(p, layout, open, need, sum?.sum, depth, last)

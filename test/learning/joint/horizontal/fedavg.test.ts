@@ -134,14 +134,15 @@ describe('FedAvg protocol', () => {
       ],
     ])
     const base = createMemoryChannels(names)
-    // c3 crashes when it is about to send its masked input of round 2.
+    // c3 crashes when it is about to send its fifth masked input (after the moments, in the training rounds).
     const c3 = base.get('c3')!
+    let maskedSent = 0
     const crashing: PartyChannel = {
       ...c3,
       parties: c3.parties,
       self: c3.self,
       async send(to, tag, payload) {
-        if (tag.includes('round2') && tag.endsWith('/masked')) throw new Error('c3 crashed')
+        if (tag.endsWith('/masked') && ++maskedSent === 5) throw new Error('c3 crashed')
         return c3.send(to, tag, payload)
       },
       recv: (from, tag) => c3.recv(from, tag),
