@@ -37,8 +37,12 @@ import { AEAD_OVERHEAD } from '../crypto/aead.ts'
 import { createMemoryChannels, type PartyChannel } from '../crypto/channel.ts'
 import type { RingVector } from '../crypto/fixed.ts'
 import { ringAdd } from '../crypto/mpc/ring.ts'
-import { secAggAggregate, secAggClient } from '../crypto/secagg/index.ts'
-import { KeyedSecAggAggregator, KeyedSecAggClient } from '../crypto/secagg/keyed.ts'
+import {
+  KeyedSecAggAggregator,
+  KeyedSecAggClient,
+  secAggAggregate,
+  secAggClient,
+} from '../crypto/secagg/index.ts'
 import { startLoopbackChannels } from '../sim/channels.ts'
 import { joinSession, type PartyInfo, signedGenesis, startPartyNode } from '../sim/party-node.ts'
 import { emit, ratio } from './report.ts'

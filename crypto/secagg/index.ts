@@ -1,3 +1,4 @@
+export { KeyedSecAggAggregator, KeyedSecAggClient } from './keyed.ts'
 export {
   type AggregateResult,
   type AggregatorOptions,

@@ -15,7 +15,7 @@ import { channelClosedError, type PartyChannel } from '../../../crypto/channel.t
 import { SyndicateError } from '../../../crypto/errors.ts'
 import { decodeFixed, encodeFixed } from '../../../crypto/fixed.ts'
 import { ringAdd } from '../../../crypto/mpc/ring.ts'
-import { KeyedSecAggAggregator, KeyedSecAggClient } from '../../../crypto/secagg/keyed.ts'
+import { KeyedSecAggAggregator, KeyedSecAggClient } from '../../../crypto/secagg/index.ts'
 
 export const ERR_HFL_BAD_MESSAGE = 'ERR_HFL_BAD_MESSAGE'
 export const ERR_HFL_DROPPED = 'ERR_HFL_DROPPED'

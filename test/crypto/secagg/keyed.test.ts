@@ -2,8 +2,12 @@ import { randomBytes } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
 import { createMemoryChannels } from '../../../crypto/channel.ts'
 import { isSyndicateError } from '../../../crypto/errors.ts'
-import { ERR_SECAGG_PARAMS, ERR_SECAGG_TOO_FEW } from '../../../crypto/secagg/index.ts'
-import { KeyedSecAggAggregator, KeyedSecAggClient } from '../../../crypto/secagg/keyed.ts'
+import {
+  ERR_SECAGG_PARAMS,
+  ERR_SECAGG_TOO_FEW,
+  KeyedSecAggAggregator,
+  KeyedSecAggClient,
+} from '../../../crypto/secagg/index.ts'
 
 const L = 129
 
