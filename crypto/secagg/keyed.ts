@@ -33,26 +33,25 @@ import { SEED_BYTES } from '../mpc/prg.ts'
 import { ringAdd } from '../mpc/ring.ts'
 import { ringFromBytes, ringToBytes } from '../mpc/wire.ts'
 import { x25519 } from '../psi/x25519.ts'
-import {
-  bytesToField,
-  combineWith,
-  fieldToBytes,
-  lagrangeAtZero,
-  randomFieldElement,
-  SHAMIR_PRIME,
-  shamirSplit,
-} from '../shamir.ts'
-import { agree, derive, type KeyPair, keyPairFromSecret, newKeyPair, selfMaskSeed } from './keys.ts'
+import { bytesToField, fieldToBytes, randomFieldElement, SHAMIR_PRIME, shamirSplit } from '../shamir.ts'
+import { agree, derive, type KeyPair, keyPairFromSecret, selfMaskSeed } from './keys.ts'
 import { addMask, subMask } from './mask.ts'
 import {
   type AggregateResult,
   type AggregatorOptions,
+  advertise,
   badMessage,
   collect,
   ERR_SECAGG_PARAMS,
   equal,
+  gatherKeys,
   KEY,
   missing,
+  REVEAL_B,
+  REVEAL_S,
+  reconstruct,
+  revealRecord,
+  routeBoxes,
   type SecAggOptions,
   setup,
   tooFew,
@@ -63,10 +62,6 @@ import {
 
 const BOX = KEY + SEAL_OVERHEAD
 const REC_BOX = 2 + BOX
-const REC_KEYS = 2 + 2 * KEY
-const REC_REVEAL = 2 + 1 + KEY
-const REVEAL_B = 0
-const REVEAL_S = 1
 
 const boxAad = (session: string, step: string, u: number, v: number) =>
   new TextEncoder().encode(`${session}|${step}|${u}|${v}`)
@@ -122,21 +117,7 @@ export class KeyedSecAggClient {
     const tag = (step: string) => `secagg/${o.session}/setup/${step}`
     const A = o.aggregator
     const me = idx(ch.self)
-    const c = newKeyPair()
-    const s = newKeyPair()
-    await ch.send(A, tag('adv'), Buffer.concat([c.pub, s.pub]))
-    const km = await ch.recv(A, tag('keys'))
-    if (km.length % REC_KEYS !== 0) throw badMessage(A, 'key list length')
-    const keys = new Map<number, { c: Uint8Array; s: Uint8Array }>()
-    for (let off = 0; off < km.length; off += REC_KEYS) {
-      const i = u16(km, off)
-      if (!clients.includes(ch.parties[i] ?? '') || keys.has(i)) throw badMessage(A, `key list entry ${i}`)
-      keys.set(i, { c: km.slice(off + 2, off + 2 + KEY), s: km.slice(off + 2 + KEY, off + REC_KEYS) })
-    }
-    const mine = keys.get(me)
-    if (!mine || !equal(mine.c, c.pub) || !equal(mine.s, s.pub))
-      throw badMessage(A, 'key list without our keys')
-    if (keys.size < o.threshold) throw tooFew('advertised keys', keys.size, o.threshold)
+    const { c, s, keys } = await advertise(ch, A, tag, clients, o.threshold)
 
     const u1 = [...keys.keys()]
     const shares = shamirSplit(s.secret, o.threshold, u1.map(xOf))
@@ -257,13 +238,7 @@ export class KeyedSecAggClient {
     const out: Uint8Array[] = []
     for (const w of active) {
       const b = u3.has(w)
-      out.push(
-        Buffer.concat([
-          u16Bytes(w),
-          Uint8Array.of(b ? REVEAL_B : REVEAL_S),
-          fieldToBytes(b ? own.get(w)! : this.sShares.get(w)!),
-        ]),
-      )
+      out.push(revealRecord(w, b ? REVEAL_B : REVEAL_S, b ? own.get(w)! : this.sShares.get(w)!))
       if (!b) this.active.delete(w)
     }
     await ch.send(A, tag('reveal'), Buffer.concat(out))
@@ -306,24 +281,9 @@ export class KeyedSecAggAggregator {
       throw new SyndicateError(ERR_SECAGG_PARAMS, `${ch.self} is not the aggregator`)
     const tag = (step: string) => `secagg/${o.session}/setup/${step}`
     const wait = o.roundTimeoutMs ?? 30_000
-    const name = (i: number) => ch.parties[i]
-    const adv = await collect(ch, clients, tag('adv'), wait)
-    const keys = new Map<number, Uint8Array>()
-    for (const [p, m] of adv) {
-      if (m.length !== 2 * KEY) throw badMessage(p, `advertised keys of ${m.length} bytes`)
-      keys.set(idx(p), m)
-    }
-    if (keys.size < o.threshold)
-      throw tooFew('advertised keys', keys.size, o.threshold, missing(clients, adv))
-    const keyList = Buffer.concat([...keys].map(([i, k]) => Buffer.concat([u16Bytes(i), k])))
-    await Promise.all([...keys.keys()].map((i) => ch.send(name(i), tag('keys'), keyList)))
-    const u1 = [...keys.keys()].map(name)
-    const shares = await collect(ch, u1, tag('shares'), wait)
-    const routed = routeBoxes(shares, keys.size - 1, idx, name, (v) => keys.has(v))
-    if (shares.size < o.threshold) throw tooFew('shared keys', shares.size, o.threshold, missing(u1, shares))
-    const u2 = [...shares.keys()]
-    await Promise.all(u2.map((p) => ch.send(p, tag('inbox'), Buffer.concat(routed.get(idx(p)) ?? []))))
-    const sPubs = new Map(u2.map((p) => [idx(p), keys.get(idx(p))!.subarray(KEY)]))
+    const _name = (i: number) => ch.parties[i]
+    const { keys, u2 } = await gatherKeys(ch, clients, o.threshold, tag, wait, REC_BOX)
+    const sPubs = new Map(u2.map((p) => [idx(p), keys.get(idx(p))!.s]))
     return new KeyedSecAggAggregator(ch, o, sPubs, u2.map(idx))
   }
 
@@ -351,7 +311,7 @@ export class KeyedSecAggAggregator {
       throw tooFew('masked inputs', masked.size, o.threshold, missing(active, masked))
     const u3 = [...masked.keys()]
     const boxes = new Map(u3.map((p) => [p, masked.get(p)!.subarray(vec)]))
-    const routed = routeBoxes(boxes, active.length - 1, idx, name, (v) => this.active.has(v))
+    const routed = routeBoxes(ch, boxes, active.length - 1, REC_BOX, (v) => this.active.has(v))
     const head = Buffer.concat([u16Bytes(u3.length), ...u3.map((p) => u16Bytes(idx(p)))])
     await Promise.all(
       u3.map((p) => ch.send(p, tag('unmask'), Buffer.concat([head, ...(routed.get(idx(p)) ?? [])]))),
@@ -360,24 +320,7 @@ export class KeyedSecAggAggregator {
     const reveals = await collect(ch, u3, tag('reveal'), wait)
     if (reveals.size < o.threshold)
       throw tooFew('unmasking shares', reveals.size, o.threshold, missing(u3, reveals))
-    const quorum = [...reveals].slice(0, o.threshold)
-    const got = new Map<number, bigint[]>()
-    for (const [p, m] of quorum) {
-      if (m.length !== active.length * REC_REVEAL) throw badMessage(p, `reveal of ${m.length} bytes`)
-      const seen = new Set<number>()
-      for (let off = 0; off < m.length; off += REC_REVEAL) {
-        const w = u16(m, off)
-        const want = masked.has(name(w)) ? REVEAL_B : REVEAL_S
-        if (!this.active.has(w) || m[off + 2] !== want || seen.has(w))
-          throw badMessage(p, `reveal entry for ${w}`)
-        seen.add(w)
-        const y = bytesToField(m.subarray(off + 3, off + REC_REVEAL))
-        if (y >= SHAMIR_PRIME) throw badMessage(p, `a share outside the field for ${w}`)
-        got.set(w, [...(got.get(w) ?? []), y])
-      }
-    }
-    const coeffs = lagrangeAtZero(quorum.map(([p]) => xOf(idx(p))))
-    const secretOf = (p: string) => combineWith(coeffs, got.get(idx(p)) ?? [])
+    const { quorum, secretOf } = reconstruct(ch, reveals, o.threshold, active, (p) => masked.has(p))
     for (const p of u3) sum = subMask(sum, selfMaskSeed(secretOf(p), `${o.session}/r${round}`))
     for (const p of active) {
       if (masked.has(p)) continue
@@ -397,33 +340,6 @@ export class KeyedSecAggAggregator {
     }
     return { sum, contributors: u3 }
   }
-}
-
-/** Routes share boxes (u16 recipient ‖ sealed share, `count` per sender) to their recipients, tagged with the sender. */
-function routeBoxes(
-  from: Map<string, Uint8Array>,
-  count: number,
-  idx: (p: string) => number,
-  name: (i: number) => string,
-  known: (v: number) => boolean,
-): Map<number, Uint8Array[]> {
-  const routed = new Map<number, Uint8Array[]>()
-  for (const [p, m] of from) {
-    const u = idx(p)
-    if (m.length !== count * REC_BOX) throw badMessage(p, `share boxes of ${m.length} bytes`)
-    const seen = new Set<number>()
-    for (let off = 0; off < m.length; off += REC_BOX) {
-      const v = u16(m, off)
-      if (!known(v) || v === u || seen.has(v)) throw badMessage(p, `share box for ${v}`)
-      seen.add(v)
-      if (!from.has(name(v))) continue
-      routed.set(v, [
-        ...(routed.get(v) ?? []),
-        Buffer.concat([u16Bytes(u), m.subarray(off + 2, off + REC_BOX)]),
-      ])
-    }
-  }
-  return routed
 }
 
 function openShare(key: KeyObject, box: Uint8Array, aad: Uint8Array): bigint | undefined {

@@ -76,8 +76,8 @@ const BOX = SHARE_PLAIN + SEAL_OVERHEAD
 const REC_KEYS = 2 + ADV
 const REC_BOX = 2 + BOX
 const REC_REVEAL = 2 + 1 + KEY
-const REVEAL_B = 0
-const REVEAL_S = 1
+export const REVEAL_B = 0
+export const REVEAL_S = 1
 
 export function badMessage(from: string, what: string): SyndicateError {
   return new SyndicateError(
@@ -127,23 +127,9 @@ export async function secAggClient(ch: PartyChannel, input: RingVector, o: SecAg
   }
   const A = o.aggregator
   const me = idx(ch.self)
-  const c = newKeyPair()
-  const s = newKeyPair()
 
   // Round 0: advertise keys; learn U1.
-  await ch.send(A, tag('adv'), Buffer.concat([c.pub, s.pub]))
-  const keys = new Map<number, { c: Uint8Array; s: Uint8Array }>()
-  const km = await ch.recv(A, tag('keys'))
-  if (km.length % REC_KEYS !== 0) throw badMessage(A, 'key list length')
-  for (let off = 0; off < km.length; off += REC_KEYS) {
-    const i = u16(km, off)
-    if (!clients.includes(ch.parties[i] ?? '') || keys.has(i)) throw badMessage(A, `key list entry ${i}`)
-    keys.set(i, { c: km.slice(off + 2, off + 2 + KEY), s: km.slice(off + 2 + KEY, off + REC_KEYS) })
-  }
-  const mine = keys.get(me)
-  if (!mine || !equal(mine.c, c.pub) || !equal(mine.s, s.pub))
-    throw badMessage(A, 'key list without our keys')
-  if (keys.size < o.threshold) throw tooFew('advertised keys', keys.size, o.threshold)
+  const { c, s, keys } = await advertise(ch, A, tag, clients, o.threshold)
 
   // Round 1: share s and the self-mask seed b with every client in U1, each share in a box only its holder opens.
   const b = randomFieldElement()
@@ -219,7 +205,7 @@ export async function secAggClient(ch: PartyChannel, input: RingVector, o: SecAg
   const out: Uint8Array[] = []
   for (const [w, sh] of held) {
     const kind = u3.has(w) ? REVEAL_B : REVEAL_S
-    out.push(Buffer.concat([u16Bytes(w), Uint8Array.of(kind), fieldToBytes(kind === REVEAL_B ? sh.b : sh.s)]))
+    out.push(revealRecord(w, kind, kind === REVEAL_B ? sh.b : sh.s))
   }
   await ch.send(A, tag('reveal'), Buffer.concat(out))
 }
@@ -230,40 +216,10 @@ export async function secAggAggregate(ch: PartyChannel, o: AggregatorOptions): P
   if (ch.self !== o.aggregator)
     throw new SyndicateError(ERR_SECAGG_PARAMS, `${ch.self} is not the aggregator`)
   const wait = o.roundTimeoutMs ?? 30_000
-  const name = (i: number) => ch.parties[i]
+  const _name = (i: number) => ch.parties[i]
 
-  // Round 0.
-  const adv = await collect(ch, clients, tag('adv'), wait)
-  const keys = new Map<number, { c: Uint8Array; s: Uint8Array }>()
-  for (const [p, m] of adv) {
-    if (m.length !== ADV) throw badMessage(p, `advertised keys of ${m.length} bytes`)
-    keys.set(idx(p), { c: m.slice(0, KEY), s: m.slice(KEY) })
-  }
-  if (keys.size < o.threshold) throw tooFew('advertised keys', keys.size, o.threshold, missing(clients, adv))
-  const keyList = Buffer.concat([...keys].map(([i, k]) => Buffer.concat([u16Bytes(i), k.c, k.s])))
-  await Promise.all([...keys.keys()].map((i) => ch.send(name(i), tag('keys'), keyList)))
-
-  // Round 1: route the share boxes.
-  const u1 = [...keys.keys()].map(name)
-  const shares = await collect(ch, u1, tag('shares'), wait)
-  const routed = new Map<number, Uint8Array[]>()
-  for (const [p, m] of shares) {
-    const u = idx(p)
-    if (m.length !== (keys.size - 1) * REC_BOX) throw badMessage(p, `share boxes of ${m.length} bytes`)
-    const seen = new Set<number>()
-    for (let off = 0; off < m.length; off += REC_BOX) {
-      const v = u16(m, off)
-      if (!keys.has(v) || v === u || seen.has(v)) throw badMessage(p, `share box for ${v}`)
-      seen.add(v)
-      if (!shares.has(name(v))) continue
-      const list = routed.get(v) ?? []
-      list.push(Buffer.concat([u16Bytes(u), m.subarray(off + 2, off + REC_BOX)]))
-      routed.set(v, list)
-    }
-  }
-  if (shares.size < o.threshold) throw tooFew('shared keys', shares.size, o.threshold, missing(u1, shares))
-  const u2 = [...shares.keys()]
-  await Promise.all(u2.map((p) => ch.send(p, tag('inbox'), Buffer.concat(routed.get(idx(p)) ?? []))))
+  // Rounds 0 and 1.
+  const { keys, u2 } = await gatherKeys(ch, clients, o.threshold, tag, wait, REC_BOX)
 
   // Round 2: masked inputs, added up as they arrive (the sum over U3 whatever the order).
   let sum: RingVector = new BigUint64Array(o.length)
@@ -282,31 +238,7 @@ export async function secAggAggregate(ch: PartyChannel, o: AggregatorOptions): P
     throw tooFew('unmasking shares', reveals.size, o.threshold, missing(u3, reveals))
   // Every reveal carries one share per U2 client; the first `threshold` revealers' shares suffice, and their
   // Lagrange coefficients serve every reconstruction.
-  const quorum = [...reveals].slice(0, o.threshold)
-  const got = new Map<number, bigint[]>()
-  for (const [p, m] of quorum) {
-    if (m.length !== u2.length * REC_REVEAL) throw badMessage(p, `reveal of ${m.length} bytes`)
-    const seen = new Set<number>()
-    for (let off = 0; off < m.length; off += REC_REVEAL) {
-      const w = u16(m, off)
-      const want = masked.has(name(w)) ? REVEAL_B : REVEAL_S
-      const ys = got.get(w) ?? []
-      if (!shares.has(name(w) ?? '') || m[off + 2] !== want || seen.has(w)) {
-        throw badMessage(p, `reveal entry for ${w}`)
-      }
-      seen.add(w)
-      const y = bytesToField(m.subarray(off + 3, off + REC_REVEAL))
-      if (y >= SHAMIR_PRIME) throw badMessage(p, `a share outside the field for ${w}`)
-      ys.push(y)
-      got.set(w, ys)
-    }
-  }
-  const coeffs = lagrangeAtZero(quorum.map(([p]) => xOf(idx(p))))
-  const secretOf = (p: string) => {
-    const ys = got.get(idx(p))
-    if (!ys || ys.length !== quorum.length) throw badMessage(quorum[0][0], `no share for ${p}`)
-    return combineWith(coeffs, ys)
-  }
+  const { secretOf } = reconstruct(ch, reveals, o.threshold, u2, (p) => masked.has(p))
 
   for (const p of u3) sum = subMask(sum, selfMaskSeed(secretOf(p), o.session))
   for (const p of u2) {
@@ -328,6 +260,140 @@ export async function secAggAggregate(ch: PartyChannel, o: AggregatorOptions): P
     }
   }
   return { sum, contributors: u3 }
+}
+
+/**
+ * The aggregator's rounds 0 and 1: gathers the advertised keys, sends every client the key list, and routes
+ * the share boxes (`record` bytes each). Returns the keys and U2, the clients whose boxes arrived.
+ */
+export async function gatherKeys(
+  ch: PartyChannel,
+  clients: readonly string[],
+  threshold: number,
+  tag: (step: string) => string,
+  wait: number,
+  record: number,
+): Promise<{ keys: Map<number, { c: Uint8Array; s: Uint8Array }>; u2: string[] }> {
+  const idx = (p: string) => ch.parties.indexOf(p)
+  const adv = await collect(ch, clients, tag('adv'), wait)
+  const keys = new Map<number, { c: Uint8Array; s: Uint8Array }>()
+  for (const [p, m] of adv) {
+    if (m.length !== ADV) throw badMessage(p, `advertised keys of ${m.length} bytes`)
+    keys.set(idx(p), { c: m.slice(0, KEY), s: m.slice(KEY) })
+  }
+  if (keys.size < threshold) throw tooFew('advertised keys', keys.size, threshold, missing(clients, adv))
+  const keyList = Buffer.concat([...keys].map(([i, k]) => Buffer.concat([u16Bytes(i), k.c, k.s])))
+  await Promise.all([...keys.keys()].map((i) => ch.send(ch.parties[i], tag('keys'), keyList)))
+  const u1 = [...keys.keys()].map((i) => ch.parties[i])
+  const shares = await collect(ch, u1, tag('shares'), wait)
+  const routed = routeBoxes(ch, shares, keys.size - 1, record, (v) => keys.has(v))
+  if (shares.size < threshold) throw tooFew('shared keys', shares.size, threshold, missing(u1, shares))
+  const u2 = [...shares.keys()]
+  await Promise.all(u2.map((p) => ch.send(p, tag('inbox'), Buffer.concat(routed.get(idx(p)) ?? []))))
+  return { keys, u2 }
+}
+
+/**
+ * A client's round 0: two fresh key pairs (c for share boxes, s for pairwise masks) sent to the aggregator, and
+ * the key list it answers with (u16 client ‖ c key ‖ s key per entry), checked: it must hold our own keys.
+ */
+export async function advertise(
+  ch: PartyChannel,
+  aggregator: string,
+  tag: (step: string) => string,
+  clients: readonly string[],
+  threshold: number,
+): Promise<{ c: KeyPair; s: KeyPair; keys: Map<number, { c: Uint8Array; s: Uint8Array }> }> {
+  const c = newKeyPair()
+  const s = newKeyPair()
+  await ch.send(aggregator, tag('adv'), Buffer.concat([c.pub, s.pub]))
+  const km = await ch.recv(aggregator, tag('keys'))
+  const me = ch.parties.indexOf(ch.self)
+  if (km.length % REC_KEYS !== 0) throw badMessage(aggregator, 'key list length')
+  const keys = new Map<number, { c: Uint8Array; s: Uint8Array }>()
+  for (let off = 0; off < km.length; off += REC_KEYS) {
+    const i = u16(km, off)
+    if (!clients.includes(ch.parties[i] ?? '') || keys.has(i))
+      throw badMessage(aggregator, `key list entry ${i}`)
+    keys.set(i, { c: km.slice(off + 2, off + 2 + KEY), s: km.slice(off + 2 + KEY, off + REC_KEYS) })
+  }
+  const own = keys.get(me)
+  if (!own || !equal(own.c, c.pub) || !equal(own.s, s.pub))
+    throw badMessage(aggregator, 'key list without our keys')
+  if (keys.size < threshold) throw tooFew('advertised keys', keys.size, threshold)
+  return { c, s, keys }
+}
+
+/**
+ * Routes share boxes (u16 recipient ‖ sealed share, `count` records of `record` bytes per sender) to their
+ * recipients among the senders, each prefixed with its sender.
+ */
+export function routeBoxes(
+  ch: PartyChannel,
+  from: Map<string, Uint8Array>,
+  count: number,
+  record: number,
+  known: (v: number) => boolean,
+): Map<number, Uint8Array[]> {
+  const routed = new Map<number, Uint8Array[]>()
+  for (const [p, m] of from) {
+    const u = ch.parties.indexOf(p)
+    if (m.length !== count * record) throw badMessage(p, `share boxes of ${m.length} bytes`)
+    const seen = new Set<number>()
+    for (let off = 0; off < m.length; off += record) {
+      const v = u16(m, off)
+      if (!known(v) || v === u || seen.has(v)) throw badMessage(p, `share box for ${v}`)
+      seen.add(v)
+      if (!from.has(ch.parties[v])) continue
+      routed.set(v, [
+        ...(routed.get(v) ?? []),
+        Buffer.concat([u16Bytes(u), m.subarray(off + 2, off + record)]),
+      ])
+    }
+  }
+  return routed
+}
+
+/**
+ * The first `threshold` reveals (one share per client of `covered`: of the self mask for the `survived`, of
+ * s for the others), checked; `secretOf` rebuilds a client's secret with one set of Lagrange coefficients.
+ */
+export function reconstruct(
+  ch: PartyChannel,
+  reveals: Map<string, Uint8Array>,
+  threshold: number,
+  covered: readonly string[],
+  survived: (p: string) => boolean,
+): { quorum: [string, Uint8Array][]; secretOf: (p: string) => bigint } {
+  const quorum = [...reveals].slice(0, threshold)
+  const got = new Map<number, bigint[]>()
+  const coveredIdx = new Set(covered.map((p) => ch.parties.indexOf(p)))
+  for (const [p, m] of quorum) {
+    if (m.length !== covered.length * REC_REVEAL) throw badMessage(p, `reveal of ${m.length} bytes`)
+    const seen = new Set<number>()
+    for (let off = 0; off < m.length; off += REC_REVEAL) {
+      const w = u16(m, off)
+      const want = survived(ch.parties[w] ?? '') ? REVEAL_B : REVEAL_S
+      if (!coveredIdx.has(w) || m[off + 2] !== want || seen.has(w))
+        throw badMessage(p, `reveal entry for ${w}`)
+      seen.add(w)
+      const y = bytesToField(m.subarray(off + 3, off + REC_REVEAL))
+      if (y >= SHAMIR_PRIME) throw badMessage(p, `a share outside the field for ${w}`)
+      got.set(w, [...(got.get(w) ?? []), y])
+    }
+  }
+  const coeffs = lagrangeAtZero(quorum.map(([p]) => xOf(ch.parties.indexOf(p))))
+  const secretOf = (p: string) => {
+    const ys = got.get(ch.parties.indexOf(p))
+    if (!ys || ys.length !== quorum.length) throw badMessage(quorum[0][0], `no share for ${p}`)
+    return combineWith(coeffs, ys)
+  }
+  return { quorum, secretOf }
+}
+
+/** One revealed share: u16 client ‖ kind (REVEAL_B or REVEAL_S) ‖ field element. */
+export function revealRecord(w: number, kind: number, y: bigint): Uint8Array {
+  return Buffer.concat([u16Bytes(w), Uint8Array.of(kind), fieldToBytes(y)])
 }
 
 /**
