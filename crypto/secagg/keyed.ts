@@ -66,9 +66,19 @@ const REC_BOX = 2 + BOX
 const boxAad = (session: string, step: string, u: number, v: number) =>
   new TextEncoder().encode(`${session}|${step}|${u}|${v}`)
 
-/** The pairwise mask seed of aggregation `round` from the raw X25519 agreement of two s keys. */
-const pairSeed = (shared: Uint8Array, session: string, round: number): KeyObject =>
-  derive(shared, session, `pair-mask/${round}`, SEED_BYTES)
+/** The pairwise mask key of two clients, from the raw X25519 agreement of their s keys (derived once). */
+const pairKey = (shared: Uint8Array, session: string): KeyObject =>
+  derive(shared, session, 'pair-mask', SEED_BYTES)
+
+/**
+ * The PRG counter block of aggregation `round`: the round in the high 64 bits, so every round's keystream under
+ * one pair key starts 2^64 blocks apart from every other's (a vector is far shorter).
+ */
+function roundIv(round: number): Uint8Array {
+  const iv = new Uint8Array(16)
+  new DataView(iv.buffer).setBigUint64(0, BigInt(round))
+  return iv
+}
 
 function checkRound(round: number, last: number): void {
   if (!Number.isSafeInteger(round) || round <= last) {
@@ -86,7 +96,7 @@ export class KeyedSecAggClient {
   private readonly me: number
   private readonly boxKeys: Map<number, KeyObject>
   /** Raw X25519(s_me, s_v) per active peer. */
-  private readonly pairs: Map<number, Uint8Array>
+  private readonly pairs: Map<number, KeyObject>
   /** Shares of every client's s secret (own included). */
   private readonly sShares: Map<number, bigint>
   private readonly active: Set<number>
@@ -97,7 +107,7 @@ export class KeyedSecAggClient {
     o: SecAggOptions,
     me: number,
     boxKeys: Map<number, KeyObject>,
-    pairs: Map<number, Uint8Array>,
+    pairs: Map<number, KeyObject>,
     sShares: Map<number, bigint>,
   ) {
     this.ch = ch
@@ -152,8 +162,9 @@ export class KeyedSecAggClient {
       sShares.set(u, y)
     }
     if (sShares.size < o.threshold) throw tooFew('shared keys', sShares.size, o.threshold)
-    const pairs = new Map<number, Uint8Array>()
-    for (const v of sShares.keys()) if (v !== me) pairs.set(v, x25519(s.priv, keys.get(v)!.s))
+    const pairs = new Map<number, KeyObject>()
+    for (const v of sShares.keys())
+      if (v !== me) pairs.set(v, pairKey(x25519(s.priv, keys.get(v)!.s), o.session))
     return new KeyedSecAggClient(ch, o, me, boxKeys, pairs, sShares)
   }
 
@@ -203,10 +214,11 @@ export class KeyedSecAggClient {
       boxes.push(Buffer.concat([u16Bytes(v), box]))
     })
     let y = addMask(input, selfMaskSeed(b, `${o.session}/${step}`))
+    const iv = roundIv(round)
     for (const v of active) {
       if (v === me) continue
-      const seed = pairSeed(this.pairs.get(v)!, o.session, round)
-      y = me < v ? addMask(y, seed) : subMask(y, seed)
+      const key = this.pairs.get(v)!
+      y = me < v ? addMask(y, key, iv) : subMask(y, key, iv)
     }
     await ch.send(A, tag('masked'), Buffer.concat([ringToBytes(y), ...boxes]))
 
@@ -321,6 +333,7 @@ export class KeyedSecAggAggregator {
     if (reveals.size < o.threshold)
       throw tooFew('unmasking shares', reveals.size, o.threshold, missing(u3, reveals))
     const { quorum, secretOf } = reconstruct(ch, reveals, o.threshold, active, (p) => masked.has(p))
+    const iv = roundIv(round)
     for (const p of u3) sum = subMask(sum, selfMaskSeed(secretOf(p), `${o.session}/r${round}`))
     for (const p of active) {
       if (masked.has(p)) continue
@@ -333,8 +346,8 @@ export class KeyedSecAggAggregator {
       }
       for (const q of u3) {
         const v = idx(q)
-        const seed = pairSeed(x25519(sw.priv, this.sPubs.get(v)!), o.session, round)
-        sum = v < w ? subMask(sum, seed) : addMask(sum, seed)
+        const key = pairKey(x25519(sw.priv, this.sPubs.get(v)!), o.session)
+        sum = v < w ? subMask(sum, key, iv) : addMask(sum, key, iv)
       }
       this.active.delete(w)
     }

@@ -14,19 +14,19 @@ const IV = new Uint8Array(16)
 // Plaintext of the keystream, kept at the longest vector seen so far; only ever read.
 let zeros = new Uint8Array(0)
 
-function keystream(seed: KeyObject, length: number): RingVector {
+function keystream(seed: KeyObject, length: number, iv: Uint8Array): RingVector {
   if (zeros.length < 8 * length) zeros = new Uint8Array(8 * length)
-  return ringView(createCipheriv('aes-128-ctr', seed, IV).update(zeros.subarray(0, 8 * length)))
+  return ringView(createCipheriv('aes-128-ctr', seed, iv).update(zeros.subarray(0, 8 * length)))
 }
 
-/** v + PRG(seed) mod 2^64. */
-export function addMask(v: RingVector, seed: KeyObject): RingVector {
-  return ringAdd(v, keystream(seed, v.length))
+/** v + PRG(seed) mod 2^64; `iv` picks the keystream's starting counter block (default zero). */
+export function addMask(v: RingVector, seed: KeyObject, iv: Uint8Array = IV): RingVector {
+  return ringAdd(v, keystream(seed, v.length, iv))
 }
 
 /** v − PRG(seed) mod 2^64. */
-export function subMask(v: RingVector, seed: KeyObject): RingVector {
-  return ringSub(v, keystream(seed, v.length))
+export function subMask(v: RingVector, seed: KeyObject, iv: Uint8Array = IV): RingVector {
+  return ringSub(v, keystream(seed, v.length, iv))
 }
 
 /** The bytes as Z(2^64) elements: a view when 8-byte aligned (no copy), a copy otherwise (small outputs of
