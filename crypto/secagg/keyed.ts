@@ -9,7 +9,7 @@
  *
  * Aggregation r (tags `secagg/SESSION/rR/…`), among the active clients A_r (U minus every client declared
  * dropped in an earlier aggregation):
- *  masked  client → aggregator: y = x + PRG(b_r) ± Σ_{v ∈ A_r} PRG(HKDF(X25519(s_u, s_v), r)) and, in boxes,
+ *  masked  client → aggregator: y = x + PRG(b_r) ± Σ_{v ∈ A_r} PRG_r(HKDF(X25519(s_u, s_v))) and, in boxes,
  *          Shamir shares of the fresh self-mask seed b_r for every other active client
  *  unmask  aggregator → each client of U3 (masked input arrived): U3 and the boxes addressed to it
  *  reveal  client → aggregator: for each w in A_r, the share of b_r(w) if w ∈ U3, else the share of s_w
