@@ -313,6 +313,23 @@ function unary(fn: Sh, a: Ring, s: bigint): Ring {
   return h.slice(n, 2 * n)
 }
 
+/**
+ * v + Σ (or −) the terms mod 2^64, in place in WebAssembly memory: one copy in per term and one out, where a
+ * chain of ringAdd calls copies v in and out at every step. Terms are read one at a time, so a generator can
+ * make each (a PRG mask) only when it is needed.
+ */
+export function ringAccumulate(v: Ring, terms: Iterable<{ x: Ring; sub?: boolean }>): Ring {
+  const n = v.length
+  const h = heap(16 * n)
+  h.set(v, 0)
+  for (const { x, sub } of terms) {
+    sameLength(v, x)
+    h.set(x, n)
+    ;(sub ? wasm.sub : wasm.add)(0, 8 * n, 0, 8 * n)
+  }
+  return h.slice(0, n)
+}
+
 export const ringAdd = (a: Ring, b: Ring): Ring => binary(wasm.add, a, b)
 export const ringSub = (a: Ring, b: Ring): Ring => binary(wasm.sub, a, b)
 /** Elementwise (Hadamard) product mod 2^64. */

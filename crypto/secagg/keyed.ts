@@ -35,7 +35,7 @@ import { ringFromBytes, ringToBytes } from '../mpc/wire.ts'
 import { x25519 } from '../psi/x25519.ts'
 import { bytesToField, fieldToBytes, randomFieldElement, SHAMIR_PRIME, shamirSplit } from '../shamir.ts'
 import { agree, derive, type KeyPair, keyPairFromSecret, selfMaskSeed } from './keys.ts'
-import { addMask, subMask } from './mask.ts'
+import { applyMasks, type Mask } from './mask.ts'
 import {
   type AggregateResult,
   type AggregatorOptions,
@@ -213,13 +213,10 @@ export class KeyedSecAggClient {
       )
       boxes.push(Buffer.concat([u16Bytes(v), box]))
     })
-    let y = addMask(input, selfMaskSeed(b, `${o.session}/${step}`))
     const iv = roundIv(round)
-    for (const v of active) {
-      if (v === me) continue
-      const key = this.pairs.get(v)!
-      y = me < v ? addMask(y, key, iv) : subMask(y, key, iv)
-    }
+    const masks: Mask[] = [{ seed: selfMaskSeed(b, `${o.session}/${step}`) }]
+    for (const v of active) if (v !== me) masks.push({ seed: this.pairs.get(v)!, iv, sub: me > v })
+    const y = applyMasks(input, masks)
     await ch.send(A, tag('masked'), Buffer.concat([ringToBytes(y), ...boxes]))
 
     const um = await ch.recv(A, tag('unmask'))
@@ -334,7 +331,10 @@ export class KeyedSecAggAggregator {
       throw tooFew('unmasking shares', reveals.size, o.threshold, missing(u3, reveals))
     const { quorum, secretOf } = reconstruct(ch, reveals, o.threshold, active, (p) => masked.has(p))
     const iv = roundIv(round)
-    for (const p of u3) sum = subMask(sum, selfMaskSeed(secretOf(p), `${o.session}/r${round}`))
+    const masks: Mask[] = u3.map((p) => ({
+      seed: selfMaskSeed(secretOf(p), `${o.session}/r${round}`),
+      sub: true,
+    }))
     for (const p of active) {
       if (masked.has(p)) continue
       // p dropped: rebuild its s key, remove its pairwise masks from the survivors' inputs, and leave it out
@@ -346,12 +346,11 @@ export class KeyedSecAggAggregator {
       }
       for (const q of u3) {
         const v = idx(q)
-        const key = pairKey(x25519(sw.priv, this.sPubs.get(v)!), o.session)
-        sum = v < w ? subMask(sum, key, iv) : addMask(sum, key, iv)
+        masks.push({ seed: pairKey(x25519(sw.priv, this.sPubs.get(v)!), o.session), iv, sub: v < w })
       }
       this.active.delete(w)
     }
-    return { sum, contributors: u3 }
+    return { sum: applyMasks(sum, masks), contributors: u3 }
   }
 }
 

@@ -1,14 +1,14 @@
 /**
  * Masks in Z(2^64): the AES-128-CTR keystream under a 16-byte seed with a zero IV (the PRG construction of
  * crypto/mpc/prg.ts), read as little-endian 64-bit elements. One cipher call expands a whole vector, straight
- * from a KeyObject seed (a raw-bytes key costs node:crypto ~10 µs more per cipher, measured), and the sum runs in
- * the WebAssembly kernels of crypto/mpc/ring.ts. (An in-place `acc[i] += v[i]` loop over BigUint64Array runs
+ * from a KeyObject seed (a raw-bytes key costs node:crypto ~10 µs more per cipher, measured), and the sums run in
+ * WebAssembly memory (ringAccumulate in crypto/mpc/ring.ts: every mask of a vector in one pass). (An in-place `acc[i] += v[i]` loop over BigUint64Array runs
  * 4x faster when TurboFan compiles it, but once V8's Maglev tier inlines it into a caller it allocates a BigInt
  * per element and the whole aggregation got 3x slower after a few runs in one process: not dependable.)
  */
 import { createCipheriv, type KeyObject } from 'node:crypto'
 import type { RingVector } from '../fixed.ts'
-import { ringAdd, ringSub } from '../mpc/ring.ts'
+import { ringAccumulate } from '../mpc/ring.ts'
 
 const IV = new Uint8Array(16)
 // Plaintext of the keystream, kept at the longest vector seen so far; only ever read.
@@ -19,14 +19,21 @@ function keystream(seed: KeyObject, length: number, iv: Uint8Array): RingVector 
   return ringView(createCipheriv('aes-128-ctr', seed, iv).update(zeros.subarray(0, 8 * length)))
 }
 
-/** v + PRG(seed) mod 2^64; `iv` picks the keystream's starting counter block (default zero). */
-export function addMask(v: RingVector, seed: KeyObject, iv: Uint8Array = IV): RingVector {
-  return ringAdd(v, keystream(seed, v.length, iv))
+/** A mask to add (or, with `sub`, subtract): PRG(seed) from counter block `iv` (default zero). */
+export interface Mask {
+  seed: KeyObject
+  iv?: Uint8Array
+  sub?: boolean
 }
 
-/** v − PRG(seed) mod 2^64. */
-export function subMask(v: RingVector, seed: KeyObject, iv: Uint8Array = IV): RingVector {
-  return ringSub(v, keystream(seed, v.length, iv))
+/** v ± every mask mod 2^64 in one pass (ringAccumulate), each keystream made only when it is added. */
+export function applyMasks(v: RingVector, masks: readonly Mask[]): RingVector {
+  return ringAccumulate(
+    v,
+    (function* () {
+      for (const m of masks) yield { x: keystream(m.seed, v.length, m.iv ?? IV), sub: m.sub }
+    })(),
+  )
 }
 
 /** The bytes as Z(2^64) elements: a view when 8-byte aligned (no copy), a copy otherwise (small outputs of

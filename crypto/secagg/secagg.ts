@@ -40,7 +40,7 @@ import {
   shamirSplit,
 } from '../shamir.ts'
 import { agree, type KeyPair, keyPairFromSecret, newKeyPair, selfMaskSeed } from './keys.ts'
-import { addMask, subMask } from './mask.ts'
+import { applyMasks, type Mask } from './mask.ts'
 
 export interface SecAggOptions {
   /** Unique per aggregation; prefixes tags and binds every derived key. */
@@ -163,14 +163,12 @@ export async function secAggClient(ch: PartyChannel, input: RingVector, o: SecAg
   // While the aggregator gathers every client's boxes: the masks of round 2 with every client of U1 (U2 ⊆ U1;
   // the masks of clients that drop before sharing are taken out again below). Pairwise masks cancel in the sum;
   // the self mask hides x if s_u is ever revealed. What is sent is the same as when computed after the inbox.
-  let y = addMask(input, selfMaskSeed(b, o.session))
   const seeds = new Map<number, KeyObject>()
-  for (const v of u1) {
-    if (v === me) continue
-    const seed = maskSeed(s, keys.get(v)!.s, o.session)
-    seeds.set(v, seed)
-    y = me < v ? addMask(y, seed) : subMask(y, seed)
-  }
+  for (const v of u1) if (v !== me) seeds.set(v, maskSeed(s, keys.get(v)!.s, o.session))
+  let y = applyMasks(input, [
+    { seed: selfMaskSeed(b, o.session) },
+    ...[...seeds].map(([v, seed]) => ({ seed, sub: me > v })),
+  ])
 
   const inbox = await ch.recv(A, tag('inbox'))
   if (inbox.length % REC_BOX !== 0) throw badMessage(A, 'inbox length')
@@ -189,7 +187,12 @@ export async function secAggClient(ch: PartyChannel, input: RingVector, o: SecAg
   if (u2.length < o.threshold) throw tooFew('shared keys', u2.length, o.threshold)
 
   // Round 2: the masked input, with pairwise masks only for the clients of U2.
-  for (const [v, seed] of seeds) if (!held.has(v)) y = me < v ? subMask(y, seed) : addMask(y, seed)
+  const gone = [...seeds].filter(([v]) => !held.has(v))
+  if (gone.length)
+    y = applyMasks(
+      y,
+      gone.map(([v, seed]) => ({ seed, sub: me < v })),
+    )
   await ch.send(A, tag('masked'), ringToBytes(y))
 
   // Round 3: reveal exactly one secret's share per client of U2: never both for the same client.
@@ -240,7 +243,7 @@ export async function secAggAggregate(ch: PartyChannel, o: AggregatorOptions): P
   // Lagrange coefficients serve every reconstruction.
   const { secretOf } = reconstruct(ch, reveals, o.threshold, u2, (p) => masked.has(p))
 
-  for (const p of u3) sum = subMask(sum, selfMaskSeed(secretOf(p), o.session))
+  const masks: Mask[] = u3.map((p) => ({ seed: selfMaskSeed(secretOf(p), o.session), sub: true }))
   for (const p of u2) {
     if (masked.has(p)) continue
     // p dropped after sharing: rebuild its mask key and remove its pairwise masks from the survivors' inputs.
@@ -255,11 +258,10 @@ export async function secAggAggregate(ch: PartyChannel, o: AggregatorOptions): P
     }
     for (const q of u3) {
       const v = idx(q)
-      const seed = maskSeed(sw, keys.get(v)!.s, o.session)
-      sum = v < w ? subMask(sum, seed) : addMask(sum, seed)
+      masks.push({ seed: maskSeed(sw, keys.get(v)!.s, o.session), sub: v < w })
     }
   }
-  return { sum, contributors: u3 }
+  return { sum: applyMasks(sum, masks), contributors: u3 }
 }
 
 /**

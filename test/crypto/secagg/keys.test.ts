@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest'
 import { AEAD_NONCE_BYTES as NONCE, aeadOpen as open, aeadSeal as seal } from '../../../crypto/aead.ts'
 import { Prg } from '../../../crypto/mpc/prg.ts'
 import { agree, keyPairFromSecret, newKeyPair } from '../../../crypto/secagg/keys.ts'
-import { addMask, subMask } from '../../../crypto/secagg/mask.ts'
+import { applyMasks } from '../../../crypto/secagg/mask.ts'
 import { fieldToBytes, SHAMIR_PRIME } from '../../../crypto/shamir.ts'
 
 describe('secure aggregation key material', () => {
@@ -41,14 +41,25 @@ describe('secure aggregation key material', () => {
 })
 
 describe('masks', () => {
-  it('add the PRG stream of crypto/mpc/prg.ts mod 2^64 and subtract it back, at any length', () => {
+  it('add the PRG stream of crypto/mpc/prg.ts mod 2^64 and subtract it back, at any length, several in one pass', () => {
     for (const n of [1, 3, 257, 10_000]) {
       const seed = randomBytes(16)
       const x = new BigUint64Array(randomBytes(8 * n).buffer.slice(0))
-      const masked = addMask(x, createSecretKey(seed))
+      const masked = applyMasks(x, [{ seed: createSecretKey(seed) }])
       const stream = new Prg(new Uint8Array(seed)).ring(n)
       for (let i = 0; i < n; i++) expect(masked[i]).toBe(BigInt.asUintN(64, x[i] + stream[i]))
-      expect(subMask(masked, createSecretKey(seed))).toEqual(x)
+      expect(applyMasks(masked, [{ seed: createSecretKey(seed), sub: true }])).toEqual(x)
+      // two masks at once, one added and one taken off again, and a counter block other than zero
+      const other = createSecretKey(randomBytes(16))
+      const iv = new Uint8Array(16).fill(7)
+      expect(
+        applyMasks(x, [
+          { seed: createSecretKey(seed) },
+          { seed: other, iv },
+          { seed: createSecretKey(seed), sub: true },
+          { seed: other, iv, sub: true },
+        ]),
+      ).toEqual(x)
       // The input is left alone.
       expect(masked).not.toEqual(x)
     }
