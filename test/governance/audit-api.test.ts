@@ -10,20 +10,18 @@ import { leafHash, verifyConsistency, verifyInclusion } from '../../governance/m
 import { localLogPeer, Witness } from '../../governance/witness.ts'
 import { readMembers, runAuditVerify } from '../../node/services/audit/cli.ts'
 import { auditRoutes } from '../../node/services/audit/routes.ts'
-import { hash, tempDbs, testSigner } from './helpers.ts'
+import { hash, testSigner, useTempDbs } from './helpers.ts'
 
 const alice = testSigner('alice')
 const bob = testSigner('bob')
 const members = [alice.member, bob.member]
 
-let dbs: ReturnType<typeof tempDbs>
+const dbs = useTempDbs()
 let dir: string
 beforeEach(async () => {
-  dbs = tempDbs()
   dir = mkdtempSync(join(tmpdir(), 'syndicate-audit-'))
 })
 afterEach(async () => {
-  await dbs.cleanup()
   rmSync(dir, { recursive: true, force: true })
 })
 

@@ -1,23 +1,17 @@
 import { ed25519 } from '@noble/curves/ed25519.js'
 import { bytesToHex } from '@noble/hashes/utils.js'
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { signingBytes } from '../../crypto/canonical.ts'
 import { exportBundle } from '../../governance/bundle.ts'
 import { GovernanceLog } from '../../governance/log.ts'
 import { verifyBundles } from '../../governance/verify.ts'
-import { hash, tempDbs, testSigner } from './helpers.ts'
+import { hash, testSigner, useTempDbs } from './helpers.ts'
 
 /** The audit check of enclave jobs: every party logs the same "destroyed" record, signed by the enclave. */
 const alice = testSigner('alice')
 const bob = testSigner('bob')
 const members = [alice.member, bob.member]
-let dbs: ReturnType<typeof tempDbs>
-beforeEach(() => {
-  dbs = tempDbs()
-})
-afterEach(async () => {
-  await dbs.cleanup()
-})
+const dbs = useTempDbs()
 
 const enclaveSecret = ed25519.utils.randomSecretKey()
 const enclaveKey = bytesToHex(new Uint8Array(32)) + bytesToHex(ed25519.getPublicKey(enclaveSecret))

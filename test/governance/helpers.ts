@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Level } from 'level'
+import { afterEach, beforeEach } from 'vitest'
 import { type Signer, signerFromSeed } from '../../governance/keys.ts'
 
 /** A deterministic signer per name (seed = SHA-256 of the name), so tests are reproducible. */
@@ -37,4 +38,16 @@ export function tempDbs() {
       rmSync(dir, { recursive: true, force: true })
     },
   }
+}
+
+/** `tempDbs` for every test of a file: fresh databases before each test, closed and removed after it. */
+export function useTempDbs(): Pick<ReturnType<typeof tempDbs>, 'open' | 'reopen'> {
+  let current: ReturnType<typeof tempDbs> | undefined
+  beforeEach(() => {
+    current = tempDbs()
+  })
+  afterEach(async () => {
+    await current?.cleanup()
+  })
+  return { open: () => current!.open(), reopen: (db) => current!.reopen(db) }
 }

@@ -1,6 +1,6 @@
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { isSyndicateError } from '../../crypto/errors.ts'
 import { verifyBatchSignature } from '../../governance/batch-sign.ts'
 import { exportBundle } from '../../governance/bundle.ts'
@@ -11,19 +11,13 @@ import { GovernanceLog } from '../../governance/log.ts'
 import { leafHash, rootFromLeafHashes, verifyConsistency, verifyInclusion } from '../../governance/merkle.ts'
 import { entryKey, openStore } from '../../governance/store.ts'
 import { verifyBundles } from '../../governance/verify.ts'
-import { hash, tempDbs, testSigner } from './helpers.ts'
+import { hash, testSigner, useTempDbs } from './helpers.ts'
 
 const alice = testSigner('alice')
 const bob = testSigner('bob')
 const members = [alice.member, bob.member]
 
-let dbs: ReturnType<typeof tempDbs>
-beforeEach(() => {
-  dbs = tempDbs()
-})
-afterEach(async () => {
-  await dbs.cleanup()
-})
+const dbs = useTempDbs()
 
 async function openLog(db?: Awaited<ReturnType<typeof dbs.open>>) {
   return GovernanceLog.open({ db: db ?? (await dbs.open()), consortiumId: 'credit-club', signer: alice })

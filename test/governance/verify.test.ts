@@ -1,4 +1,4 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { type Bundle, exportBundle } from '../../governance/bundle.ts'
 import { entrySigningBytes, type LogEntry } from '../../governance/entry.ts'
 import { toHex } from '../../governance/keys.ts'
@@ -6,7 +6,7 @@ import { GovernanceLog } from '../../governance/log.ts'
 import { entryKey, openStore } from '../../governance/store.ts'
 import { verifyBundles } from '../../governance/verify.ts'
 import { localLogPeer, Witness } from '../../governance/witness.ts'
-import { hash, tempDbs, testSigner } from './helpers.ts'
+import { hash, testSigner, useTempDbs } from './helpers.ts'
 
 const alice = testSigner('alice')
 const bob = testSigner('bob')
@@ -14,13 +14,7 @@ const carol = testSigner('carol')
 const mallory = testSigner('mallory')
 const members = [alice.member, bob.member, carol.member]
 
-let dbs: ReturnType<typeof tempDbs>
-beforeEach(() => {
-  dbs = tempDbs()
-})
-afterEach(async () => {
-  await dbs.cleanup()
-})
+const dbs = useTempDbs()
 
 /** Three members; alice and bob run job j1 together, carol only witnesses. Everyone checkpoints and cosigns. */
 async function consortium(
@@ -195,15 +189,11 @@ describe('verifyBundles', () => {
     expect(r1.failures[0].index).toBe(1)
     // Each log on its own is fine: only the cross-check sees it.
     expect((await verifyBundles([(await spec.exportAll())[1]])).ok).toBe(true)
-    await dbs.cleanup()
-    dbs = tempDbs()
     const result = await consortium({ bobResult: 'another outcome' })
     const r2 = await verifyBundles(await result.exportAll())
     expect(r2.failures).toHaveLength(1)
     expect(r2.failures[0]).toMatchObject({ origin: result.logs[1].origin, index: 6 })
     expect(r2.failures[0].reason).toMatch(/job j1: resultHash .* disagrees/)
-    await dbs.cleanup()
-    dbs = tempDbs()
     const vote = await consortium({ aliceVoteAtBob: 'reject' })
     const r3 = await verifyBundles(await vote.exportAll())
     expect(r3.failures[0]).toMatchObject({ origin: vote.logs[1].origin, index: 2 })

@@ -1,4 +1,4 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import {
   memberDirectory,
   parseCheckpointBody,
@@ -9,7 +9,7 @@ import { fromHex } from '../../governance/keys.ts'
 import { GovernanceLog } from '../../governance/log.ts'
 import { verifyConsistency } from '../../governance/merkle.ts'
 import { type LogPeer, localLogPeer, Witness } from '../../governance/witness.ts'
-import { hash, tempDbs, testSigner } from './helpers.ts'
+import { hash, testSigner, useTempDbs } from './helpers.ts'
 
 const alice = testSigner('alice')
 const bob = testSigner('bob')
@@ -18,13 +18,7 @@ const mallory = testSigner('mallory')
 const members = [alice.member, bob.member, carol.member]
 const dir = memberDirectory(members)
 
-let dbs: ReturnType<typeof tempDbs>
-beforeEach(() => {
-  dbs = tempDbs()
-})
-afterEach(async () => {
-  await dbs.cleanup()
-})
+const dbs = useTempDbs()
 
 async function aliceLog() {
   return GovernanceLog.open({ db: await dbs.open(), consortiumId: 'credit-club', signer: alice })
