@@ -14,6 +14,13 @@ export function trainModel(
 ): LogisticRegressionModel
 export function trainModel(kind: 'gbdt', ds: Dataset, opts?: GbdtOptions, features?: string[]): GbdtModel
 export function trainModel(kind: 'mlp', ds: Dataset, opts?: MlpOptions, features?: string[]): MlpModel
+/** Any family, with the options they share (a seed). */
+export function trainModel(
+  kind: Model['kind'],
+  ds: Dataset,
+  opts?: { seed?: number },
+  features?: string[],
+): Model
 export function trainModel(
   kind: Model['kind'],
   ds: Dataset,

@@ -299,13 +299,6 @@ export function aloneModelKind(algorithm: string): Model['kind'] {
   return ALONE_KIND[algorithm] ?? 'gbdt'
 }
 
-/** The label holder's plaintext baseline: the family's learning-core defaults, seeded by the job. */
-function trainAlone(kind: Model['kind'], train: Dataset, features: string[], seed: number): Model {
-  if (kind === 'lr') return trainModel('lr', train, { seed }, features)
-  if (kind === 'mlp') return trainModel('mlp', train, { seed }, features)
-  return trainModel('gbdt', train, { seed }, features)
-}
-
 export function psiExecutor(deps: TrainingDeps): Executor {
   return async (ctx) => {
     const { ds } = await loadPartyData(ctx, deps, false)
@@ -417,7 +410,7 @@ export function trainExecutor(deps: TrainingDeps): Executor {
         if (params.compareAlone) {
           const kind = aloneModelKind(ctx.spec.algorithm)
           ctx.progress({ phase: 'label holder alone (plaintext baseline)', message: kind })
-          const alone = trainAlone(kind, train, features, seed)
+          const alone = trainModel(kind, train, { seed }, features)
           metrics.auc_label_holder_alone = auc(test.y!, scoreDataset(alone, test))
         }
       }
