@@ -300,7 +300,7 @@ function emptyMasks(): BatchMasks {
   }
 }
 
-/** Rows `idx` of a rows × cols ring matrix (a memcpy per row: 2-3x faster than an element loop, measured). */
+/** Rows `idx` of a rows × cols ring matrix (a memcpy per row: about 2x faster than an element loop, measured). */
 export function gatherRows(M: Ring, idx: Uint32Array, cols: number): Ring {
   const out = new BigUint64Array(idx.length * cols)
   for (let k = 0; k < idx.length; k++) {
