@@ -27,7 +27,7 @@ import {
 import type { SessionService } from '../../protocol/session.ts'
 import { signValue, verifyValue } from '../../protocol/signing.ts'
 import type { Membership } from '../membership.ts'
-import type { NodeStore } from '../store.ts'
+import type { NodeStore, Sublevel } from '../store.ts'
 import type { ExecutionResult, ExecutorRegistry, Progress } from './executors.ts'
 import { evaluatePolicy, type Policy } from './policy.ts'
 
@@ -75,6 +75,8 @@ export interface JobServiceDeps {
 }
 
 const SUBLEVEL = 'jobs'
+/** What a job gathers once and never changes (spec, votes, outcomes), kept apart from its record (see `parts`). */
+const PARTS_SUBLEVEL = 'job-parts'
 /** Job messages are signed in batches: jobs negotiated at once share signatures (protocol/signing.ts). */
 const BATCH = { batch: true }
 const DEFAULT_TIMEOUT_S = 3600
@@ -98,6 +100,8 @@ export class JobService {
   private lastWrite: Promise<void> = Promise.resolve()
   /** Jobs with a save not yet written: never evicted, so nobody reads an older state from disk. */
   private readonly unwritten = new Map<string, number>()
+  /** Per job, the part objects already stored (key → the object written), so a save writes only new ones. */
+  private readonly storedParts = new WeakMap<JobRecord, Map<string, unknown>>()
   private stopped = false
 
   constructor(deps: JobServiceDeps) {
@@ -113,10 +117,12 @@ export class JobService {
       (msg, ctx) => this.onMessage(msg, ctx.remotePeer.toString()),
       { admit, log: this.d.log },
     )
-    for await (const [, raw] of this.jobs().iterator()) {
-      const job = revive(raw)
-      if (!isTerminal(job.state))
-        await this.withJob(job.spec.id, async () => this.resume((await this.load(job.spec.id)) ?? job))
+    for await (const [id, head] of this.jobs().iterator()) {
+      if (!isTerminal((head as StoredJob).state))
+        await this.withJob(id, async () => {
+          const job = await this.load(id)
+          if (job) await this.resume(job)
+        })
     }
   }
 
@@ -258,10 +264,12 @@ export class JobService {
 
   async list(filter: { state?: JobState } = {}): Promise<JobView[]> {
     const out: JobView[] = []
-    for await (const [, raw] of this.jobs().iterator()) {
+    for await (const [id, head] of this.jobs().iterator()) {
       // The live record where there is one: it may be ahead of the disk by a write under way.
-      const job = this.cache.get((raw as StoredJob).spec.id) ?? revive(raw)
-      if (!filter.state || job.state === filter.state) out.push(this.view(job))
+      const live = this.cache.get(id)
+      if (filter.state && (live ?? (head as StoredJob)).state !== filter.state) continue
+      const job = live ?? (await this.revive(id, head as StoredJob))
+      if (job) out.push(this.view(job))
     }
     return out.sort((a, b) => a.spec.createdAt.localeCompare(b.spec.createdAt))
   }
@@ -768,9 +776,7 @@ export class JobService {
         .then(async () => {
           if (this.pendingSaves?.jobs === jobs) this.pendingSaves = undefined
           await previous
-          await this.jobs().batch(
-            [...jobs.values()].map((j) => ({ type: 'put', key: j.spec.id, value: stored(j) })),
-          )
+          await this.d.store.db.batch([...jobs.values()].flatMap((j) => this.writes(j)))
           for (const j of jobs.values()) for (const fn of this.listeners) fn(j)
         })
         .finally(() => {
@@ -790,11 +796,60 @@ export class JobService {
     return batch.written
   }
 
+  /**
+   * The batch operations that store `job`: its record, and those of its parts not stored yet. A job is saved
+   * several times as it moves; its spec, votes and outcomes, most of its bytes, are written once each.
+   */
+  private writes(job: JobRecord) {
+    const done = this.storedParts.get(job) ?? new Map<string, unknown>()
+    this.storedParts.set(job, done)
+    const ops: Array<{ type: 'put'; sublevel: Sublevel; key: string; value: unknown }> = []
+    for (const [key, value] of parts(job)) {
+      if (done.get(key) === value) continue
+      done.set(key, value)
+      ops.push({
+        type: 'put',
+        sublevel: this.parts(),
+        key,
+        value: value === job.spec ? { spec: job.spec, signature: job.proposal.signature } : value,
+      })
+    }
+    ops.push({ type: 'put', sublevel: this.jobs(), key: job.spec.id, value: stored(job) })
+    return ops
+  }
+
+  /** The record `head` of job `id` with its parts read back; undefined if its spec is missing. */
+  private async revive(id: string, head: StoredJob | LegacyJob): Promise<JobRecord | undefined> {
+    if ('spec' in head) return reviveLegacy(head)
+    const [specPart] = await this.parts().getMany([partKey(id, 'spec')])
+    const { spec, signature } = (specPart ?? {}) as { spec?: JobSpec; signature?: string }
+    if (!spec || !signature) {
+      this.d.log.error({ job: id }, 'the stored job has no spec; it is ignored')
+      return undefined
+    }
+    const peers = spec.parties.map((p) => p.peerId)
+    const keys = [...peers.map((p) => partKey(id, 'vote', p)), ...peers.map((p) => partKey(id, 'outcome', p))]
+    const values = await this.parts().getMany(keys)
+    const votes: Record<string, Vote> = {}
+    const outcomes: Record<string, Outcome> = {}
+    peers.forEach((p, i) => {
+      if (values[i]) votes[p] = values[i] as Vote
+      if (values[i + peers.length]) outcomes[p] = values[i + peers.length] as Outcome
+    })
+    const { commit, ...rest } = head
+    const job: JobRecord = { ...rest, spec, proposal: { spec, signature }, votes, outcomes }
+    if (commit) job.commit = { ...commit, votes: commit.votes ?? peers.map((p) => votes[p]) }
+    const done = new Map<string, unknown>()
+    for (const [key, value] of parts(job)) done.set(key, value)
+    this.storedParts.set(job, done)
+    return job
+  }
+
   private async load(id: string): Promise<JobRecord | undefined> {
     const cached = this.cache.get(id)
     if (cached) return cached
-    const raw = await this.jobs().get(id)
-    const job = raw === undefined ? undefined : revive(raw)
+    const head = await this.jobs().get(id)
+    const job = head === undefined ? undefined : await this.revive(id, head as StoredJob)
     // Another caller may have loaded (and changed) it meanwhile: there is one record object per job.
     const again = this.cache.get(id)
     if (again) return again
@@ -826,8 +881,13 @@ export class JobService {
     }
   }
 
+  /** Job records, by job id (StoredJob, or LegacyJob as written before parts were kept apart). */
   private jobs() {
-    return this.d.store.sub<StoredJob>(SUBLEVEL)
+    return this.d.store.sub(SUBLEVEL)
+  }
+
+  private parts() {
+    return this.d.store.sub(PARTS_SUBLEVEL)
   }
 
   /**
@@ -896,21 +956,19 @@ export class JobService {
 }
 
 /**
- * A job record as stored: the proposal without its spec and the commit without its votes, which are the
- * record's own `spec` and `votes` (this halves what every save encodes).
+ * A job record as stored: its changing part. The spec (with the proposal's signature), each vote and each
+ * outcome are stored once each apart from it (`parts`), and put back when it is read. The commit is kept
+ * without its votes when they are the record's own, in the parties' order (as signed).
  */
-type StoredJob = Omit<JobRecord, 'proposal' | 'commit'> & {
-  proposal: { signature: string; spec?: JobSpec }
+type StoredJob = Omit<JobRecord, 'spec' | 'proposal' | 'votes' | 'outcomes' | 'commit'> & {
   commit?: Omit<Commit, 'votes'> & { votes?: Vote[] }
 }
 
 function stored(job: JobRecord): StoredJob {
-  const { commit, proposal, ...rest } = job
-  // The votes are left out only when they are the record's own, in the parties' order (as signed).
+  const { commit, proposal: _p, spec: _s, votes: _v, outcomes: _o, ...rest } = job
   const own = commit?.votes.every((v, i) => v === job.votes[job.spec.parties[i]?.peerId])
   return {
     ...rest,
-    proposal: { signature: proposal.signature },
     ...(commit
       ? {
           commit: own
@@ -921,9 +979,29 @@ function stored(job: JobRecord): StoredJob {
   }
 }
 
-/** A stored record as the service uses it; records written before the compact form carry both in full. */
-function revive(raw: unknown): JobRecord {
-  const { commit, proposal, ...rest } = raw as StoredJob
+/** Keys of a job's parts: its id first, so that they sort together (a job id has no space). */
+function partKey(id: string, what: 'spec' | 'vote' | 'outcome', peer?: string): string {
+  return peer === undefined ? `${id} ${what}` : `${id} ${what} ${peer}`
+}
+
+/** A job's parts as [key, object]; the spec stands for itself with the proposal's signature. */
+function parts(job: JobRecord): Array<[string, unknown]> {
+  const id = job.spec.id
+  return [
+    [partKey(id, 'spec'), job.spec],
+    ...Object.entries(job.votes).map(([p, v]): [string, unknown] => [partKey(id, 'vote', p), v]),
+    ...Object.entries(job.outcomes).map(([p, o]): [string, unknown] => [partKey(id, 'outcome', p), o]),
+  ]
+}
+
+/** A record as nodes stored it before parts were kept apart: everything in one value. */
+type LegacyJob = Omit<JobRecord, 'proposal' | 'commit'> & {
+  proposal: { signature: string; spec?: JobSpec }
+  commit?: Omit<Commit, 'votes'> & { votes?: Vote[] }
+}
+
+function reviveLegacy(raw: LegacyJob): JobRecord {
+  const { commit, proposal, ...rest } = raw
   const job: JobRecord = { ...rest, proposal: { spec: rest.spec, signature: proposal.signature } }
   if (commit)
     job.commit = { ...commit, votes: commit.votes ?? rest.spec.parties.map((p) => rest.votes[p.peerId]) }

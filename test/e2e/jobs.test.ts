@@ -3,6 +3,7 @@ import { isSyndicateError } from '../../crypto/errors.ts'
 import { startNode } from '../../node/daemon.ts'
 import { loadIdentity } from '../../node/identity.ts'
 import type { JobView } from '../../node/jobs/service.ts'
+import { openStore } from '../../node/store.ts'
 import { requestProtocol } from '../../protocol/define.ts'
 import { readFrames, writeFrame } from '../../protocol/framing.ts'
 import { Domains, jobsProtocol, unsigned } from '../../protocol/jobs.ts'
@@ -122,6 +123,20 @@ describe('jobs between three members', () => {
     await node(1).stop()
     const others = await Promise.all([0, 2].map((i) => waitForJob(node(i), job.spec.id, ['failed'])))
     for (const v of others) expect(v.reason).toMatch(/lender-b/)
+    // A record as nodes stored it before a job's parts were kept apart (one value with everything).
+    const legacyId = `${job.spec.id}-v1`
+    const store = await openStore(dir)
+    await store.sub('jobs').put(legacyId, {
+      spec: { ...job.spec, id: legacyId },
+      specHash: job.specHash,
+      proposal: { signature: job.proposal.signature },
+      state: 'succeeded',
+      votes: job.votes,
+      outcomes: {},
+      history: [{ state: 'succeeded', at: job.updatedAt }],
+      updatedAt: job.updatedAt,
+    })
+    await store.close()
     sim.nodes[1].node = await startNode({ dir, overrides: { logLevel: 'warn' }, env: {} })
     const restarted = await waitForJob(node(1), job.spec.id, ['failed'])
     expect(restarted.reason).toMatch(/restarted during the run/)
@@ -129,6 +144,13 @@ describe('jobs between three members', () => {
     expect(restarted.proposal).toEqual(job.proposal)
     expect(restarted.commit?.votes.map((v) => v.voter)).toEqual(job.spec.parties.map((p) => p.peerId))
     expect(restarted.commit?.signature).toBe((await node(0).jobs.get(job.spec.id))?.commit?.signature)
+    const legacy = await node(1).jobs.get(legacyId)
+    expect(legacy?.state).toBe('succeeded')
+    expect(legacy?.proposal).toEqual({
+      spec: { ...job.spec, id: legacyId },
+      signature: job.proposal.signature,
+    })
+    expect(legacy?.votes).toEqual(job.votes)
     await waitForMesh(
       sim.nodes.map((n) => n.node),
       20_000,
