@@ -6,11 +6,14 @@ import { SyndicateError } from './errors.ts'
  * Non-finite numbers have no JSON form and are refused rather than silently becoming null.
  */
 export function canonicalJson(value: unknown): string {
-  return serialise(value, '$')
+  // A value whose keys are already in order (parsed from canonical JSON, or built by inCanonicalOrder) is
+  // serialised by the native JSON.stringify, byte for byte what the walk below would produce.
+  return keysSorted(value) ? JSON.stringify(value) : serialise(value, [])
 }
 
+// Buffer.from encodes UTF-8 several times faster than TextEncoder on Node.
 export function canonicalBytes(value: unknown): Uint8Array {
-  return new TextEncoder().encode(canonicalJson(value))
+  return Buffer.from(canonicalJson(value), 'utf8')
 }
 
 /**
@@ -18,38 +21,85 @@ export function canonicalBytes(value: unknown): Uint8Array {
  * signature made for one kind of object never verifies as another.
  */
 export function signingBytes(domain: string, value: unknown): Uint8Array {
-  const prefix = new TextEncoder().encode(`syndicate/${domain}\n`)
-  const body = canonicalBytes(value)
-  const out = new Uint8Array(prefix.length + body.length)
-  out.set(prefix)
-  out.set(body, prefix.length)
-  return out
+  return Buffer.from(`syndicate/${domain}\n${canonicalJson(value)}`, 'utf8')
 }
 
-function serialise(value: unknown, path: string): string {
+/**
+ * A copy of `value` whose objects list their keys in sorted order, undefined members dropped: its canonical
+ * encoding is then plain JSON.stringify (the fast path above), however many times it is encoded.
+ */
+export function inCanonicalOrder<T>(value: T): T {
+  if (value === null || typeof value !== 'object') return value
+  if (Array.isArray(value)) return value.map(inCanonicalOrder) as T
+  const out: Record<string, unknown> = {}
+  for (const k of Object.keys(value).sort()) {
+    const v = (value as Record<string, unknown>)[k]
+    if (v !== undefined) out[k] = inCanonicalOrder(v)
+  }
+  return out as T
+}
+
+/** True when JSON.stringify(v) is v's canonical JSON: plain objects with sorted keys, JSON values only. */
+function keysSorted(v: unknown): boolean {
+  if (v === null) return true
+  switch (typeof v) {
+    case 'string':
+    case 'boolean':
+      return true
+    case 'number':
+      return Number.isFinite(v)
+    case 'object': {
+      if (Array.isArray(v)) return v.every(keysSorted)
+      const proto = Object.getPrototypeOf(v)
+      if (proto !== Object.prototype && proto !== null) return false
+      const keys = Object.keys(v)
+      for (let i = 0; i < keys.length; i++) {
+        if (i > 0 && !(keys[i - 1] < keys[i])) return false
+        if (!keysSorted((v as Record<string, unknown>)[keys[i]])) return false
+      }
+      return true
+    }
+    default:
+      return false
+  }
+}
+
+/** `path` holds the keys down to `value`, for the error message only (joined only when one is thrown). */
+function serialise(value: unknown, path: Array<string | number>): string {
   if (value === null) return 'null'
   switch (typeof value) {
     case 'string':
     case 'boolean':
       return JSON.stringify(value)
     case 'number':
-      if (!Number.isFinite(value)) {
-        throw new SyndicateError('ERR_NOT_CANONICAL', `cannot serialise non-finite number at ${path}`, {
-          path,
-        })
-      }
+      if (!Number.isFinite(value)) throw notCanonical(`cannot serialise non-finite number`, path)
       return JSON.stringify(value)
     case 'object': {
-      if (Array.isArray(value)) return `[${value.map((v, i) => serialise(v, `${path}[${i}]`)).join(',')}]`
-      const keys = Object.keys(value as object)
-        .filter((k) => (value as Record<string, unknown>)[k] !== undefined)
-        .sort()
-      const parts = keys.map(
-        (k) => `${JSON.stringify(k)}:${serialise((value as Record<string, unknown>)[k], `${path}.${k}`)}`,
-      )
+      const parts: string[] = []
+      if (Array.isArray(value)) {
+        for (let i = 0; i < value.length; i++) {
+          path.push(i)
+          parts.push(serialise(value[i], path))
+          path.pop()
+        }
+        return `[${parts.join(',')}]`
+      }
+      const keys = Object.keys(value as object).sort()
+      for (const k of keys) {
+        const v = (value as Record<string, unknown>)[k]
+        if (v === undefined) continue
+        path.push(k)
+        parts.push(`${JSON.stringify(k)}:${serialise(v, path)}`)
+        path.pop()
+      }
       return `{${parts.join(',')}}`
     }
     default:
-      throw new SyndicateError('ERR_NOT_CANONICAL', `cannot serialise ${typeof value} at ${path}`, { path })
+      throw notCanonical(`cannot serialise ${typeof value}`, path)
   }
+}
+
+function notCanonical(what: string, path: ReadonlyArray<string | number>): SyndicateError {
+  const at = `$${path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${p}`)).join('')}`
+  return new SyndicateError('ERR_NOT_CANONICAL', `${what} at ${at}`, { path: at })
 }

@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import { canonicalJson } from '../crypto/canonical.ts'
+import { canonicalBytes, canonicalJson } from '../crypto/canonical.ts'
 import { SyndicateError } from '../crypto/errors.ts'
 import { MAX_SIGNATURE_BYTES } from './batch-sign.ts'
 import { Hex32, MemberSchema, PeerIdString } from './keys.ts'
@@ -208,55 +208,13 @@ export function bodyOf<T extends EntryType>(entry: LogEntry, type: T): BodyOf<T>
 
 /** The leaf bytes: canonical JSON of the whole entry. */
 export function encodeEntry(entry: LogEntry): Uint8Array {
-  return canonicalEncode(entry)
-}
-
-const utf8 = new TextEncoder()
-
-/**
- * canonicalJson, with a fast path for the common case of verification: a value parsed from canonical JSON
- * already has its keys in sorted order, and then the native JSON.stringify yields the same bytes.
- */
-function canonicalEncode(value: unknown): Uint8Array {
-  return utf8.encode(keysSorted(value) ? JSON.stringify(value) : canonicalJson(value))
-}
-
-/**
- * A copy of `value` whose objects list their keys in sorted order, undefined members dropped: its canonical
- * encoding is then plain JSON.stringify (the fast path above), however many times it is encoded.
- */
-export function inCanonicalOrder<T>(value: T): T {
-  if (value === null || typeof value !== 'object') return value
-  if (Array.isArray(value)) return value.map(inCanonicalOrder) as T
-  const out: Record<string, unknown> = {}
-  for (const k of Object.keys(value).sort()) {
-    const v = (value as Record<string, unknown>)[k]
-    if (v !== undefined) out[k] = inCanonicalOrder(v)
-  }
-  return out as T
-}
-
-function keysSorted(v: unknown): boolean {
-  if (v === null || typeof v !== 'object')
-    return typeof v === 'string' || typeof v === 'boolean' || Number.isFinite(v)
-  if (Array.isArray(v)) return v.every(keysSorted)
-  const keys = Object.keys(v)
-  for (let i = 0; i < keys.length; i++) {
-    if (i > 0 && !(keys[i - 1] < keys[i])) return false
-    if (!keysSorted((v as Record<string, unknown>)[keys[i]])) return false
-  }
-  return true
+  return canonicalBytes(entry)
 }
 
 /** What the signer signs: a domain-separation prefix and the canonical JSON of the entry minus its signature. */
 export function entrySigningBytes(entry: UnsignedEntry | LogEntry): Uint8Array {
   const { signature: _omit, ...unsigned } = entry as LogEntry
-  const json = canonicalEncode(unsigned)
-  const prefix = utf8.encode(ENTRY_SIGNING_PREFIX)
-  const out = new Uint8Array(prefix.byteLength + json.byteLength)
-  out.set(prefix)
-  out.set(json, prefix.byteLength)
-  return out
+  return Buffer.from(ENTRY_SIGNING_PREFIX + canonicalJson(unsigned), 'utf8')
 }
 
 export type EntryCheck = { ok: true; entry: LogEntry; bytes: Uint8Array } | { ok: false; reason: string }
@@ -276,7 +234,7 @@ export function checkEntry(value: unknown): EntryCheck {
   if (!parsed.ok) return parsed
   // The validated input itself (strict schemas, no transforms: the same value as parsed.data), whose key
   // order is still that of its source, so the fast path applies to entries read back from canonical bytes.
-  const bytes = canonicalEncode(value)
+  const bytes = canonicalBytes(value)
   if (bytes.byteLength > MAX_ENTRY_BYTES) {
     return { ok: false, reason: `entry is ${bytes.byteLength} bytes, over the ${MAX_ENTRY_BYTES}-byte limit` }
   }

@@ -1,5 +1,6 @@
 import { Mutex } from 'async-mutex'
 import { z } from 'zod'
+import { inCanonicalOrder } from '../crypto/canonical.ts'
 import { SyndicateError } from '../crypto/errors.ts'
 import { MAX_SIGNATURE_BYTES, signMessages } from './batch-sign.ts'
 import {
@@ -18,7 +19,6 @@ import {
   ENTRY_VERSION,
   type EntryType,
   ERR_GOV_ENTRY,
-  inCanonicalOrder,
   type LogEntry,
   MAX_ENTRY_BYTES,
   originOf,

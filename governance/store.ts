@@ -41,5 +41,6 @@ export function prefixRange(prefix: string): { gte: string; lt: string } {
   }
 }
 
-export const utf8 = (s: string): Uint8Array => new TextEncoder().encode(s)
+// Buffer.from encodes UTF-8 several times faster than TextEncoder on Node.
+export const utf8 = (s: string): Uint8Array => Buffer.from(s, 'utf8')
 export const fromUtf8 = (b: Uint8Array): string => new TextDecoder().decode(b)

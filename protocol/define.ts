@@ -55,10 +55,12 @@ export function defineProtocol<Req extends z.ZodType, Res extends z.ZodType>(def
 /** What a response frame carries: the handler's result, or a typed error for the caller. */
 type Envelope = { ok: true; result: unknown } | { ok: false; error: { code: string; message: string } }
 
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true })
+
 export function decodeMessage<T extends z.ZodType>(schema: T, bytes: Uint8Array, what: string): z.infer<T> {
   let json: unknown
   try {
-    json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes))
+    json = JSON.parse(strictUtf8.decode(bytes))
   } catch (e) {
     throw new ProtocolError(ProtocolErrorCode.INVALID_MESSAGE, `${what} is not valid UTF-8 JSON`, undefined, {
       cause: e,
@@ -76,7 +78,7 @@ export function decodeMessage<T extends z.ZodType>(schema: T, bytes: Uint8Array,
 }
 
 export function encodeMessage(value: unknown): Uint8Array {
-  return new TextEncoder().encode(JSON.stringify(value))
+  return Buffer.from(JSON.stringify(value), 'utf8')
 }
 
 export interface HandlerContext {

@@ -118,7 +118,7 @@ export class FrameBatcher {
 
   /** Queues one JSON text (or encoded item); false (and nothing queued) when it could not fit in a frame alone. */
   push(item: string | Uint8Array): boolean {
-    const bytes = typeof item === 'string' ? utf8.encode(item) : item
+    const bytes = typeof item === 'string' ? Buffer.from(item, 'utf8') : item
     if (bytes.byteLength + this.fixed > this.maxBytes) return false
     this.enqueue({ bytes })
     return true

@@ -94,7 +94,6 @@ interface Link {
   failed?: Error
 }
 
-const utf8 = new TextEncoder()
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true })
 
 export class SessionService {
@@ -150,14 +149,14 @@ export class SessionService {
     if (this.sessions.has(id)) {
       throw new SyndicateError('ERR_SESSION_EXISTS', `session ${id} is already open on this node`)
     }
-    if (utf8.encode(id).byteLength > MAX_SESSION_BYTES || id.length === 0)
+    if (Buffer.byteLength(id, 'utf8') > MAX_SESSION_BYTES || id.length === 0)
       throw new SyndicateError('ERR_INVALID_REQUEST', `a session id is 1-${MAX_SESSION_BYTES} bytes`)
     const map = new Map(Object.entries(parties))
     if (map.get(self) !== this.libp2p.peerId.toString()) {
       throw new SyndicateError('ERR_SESSION_SELF', `party ${self} of session ${id} is not this node`)
     }
     for (const name of map.keys())
-      if (utf8.encode(name).byteLength > MAX_PARTY_BYTES || name.length === 0)
+      if (Buffer.byteLength(name, 'utf8') > MAX_PARTY_BYTES || name.length === 0)
         throw new SyndicateError('ERR_INVALID_REQUEST', `a party name is 1-${MAX_PARTY_BYTES} bytes: ${name}`)
     const session: OpenSession = { id, self, parties: map, mailbox: new Mailbox(), stats: emptyStats() }
     this.sessions.set(id, session)
@@ -196,7 +195,7 @@ export class SessionService {
     const peer = s.parties.get(to)
     if (!peer || to === s.self)
       throw new SyndicateError(ERR_UNKNOWN_PARTY, `${s.self} cannot send to unknown party ${to}`, { to })
-    const tagBytes = utf8.encode(tag)
+    const tagBytes = Buffer.from(tag, 'utf8')
     if (tagBytes.length > 0xffff || tagBytes.length + payload.byteLength + 2 > this.maxMessageBytes) {
       throw new ProtocolError(
         ProtocolErrorCode.MESSAGE_TOO_LARGE,
@@ -431,7 +430,7 @@ export class SessionService {
     const self = this.sessions.get(session)?.self ?? ''
     this.write(
       peer,
-      encodeRecord(RESET, session, self, new Uint8Array(0), utf8.encode(reason.slice(0, 1000))),
+      encodeRecord(RESET, session, self, new Uint8Array(0), Buffer.from(reason.slice(0, 1000), 'utf8')),
     ).catch(() => undefined)
   }
 
@@ -482,8 +481,8 @@ export function encodeRecord(
   tag: Uint8Array,
   payload: Uint8Array,
 ): Uint8Array {
-  const sessionBytes = utf8.encode(session)
-  const partyBytes = utf8.encode(party)
+  const sessionBytes = Buffer.from(session, 'utf8')
+  const partyBytes = Buffer.from(party, 'utf8')
   const out = new Uint8Array(
     FIXED_HEADER + sessionBytes.byteLength + partyBytes.byteLength + tag.byteLength + payload.byteLength,
   )
