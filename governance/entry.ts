@@ -183,21 +183,25 @@ const EntryBase = z.strictObject({
 })
 
 export const EntrySchema = EntryBase.superRefine((e, ctx) => {
-  const spec = ENTRY_TYPES[e.type]
-  if (spec.job === 'required' && e.jobId === undefined)
-    ctx.addIssue({ code: 'custom', message: `${e.type} needs a jobId` })
-  if (spec.job === 'forbidden' && e.jobId !== undefined) {
-    ctx.addIssue({ code: 'custom', message: `${e.type} takes no jobId` })
-  }
-  const body = spec.body.safeParse(e.body)
-  if (!body.success) {
-    const issue = body.error.issues[0]
-    ctx.addIssue({
-      code: 'custom',
-      message: `body of ${e.type}: ${issue.path.join('.') || '(root)'}: ${issue.message}`,
-    })
-  }
+  const problem = bodyProblem(e.type, e.jobId, e.body)
+  if (problem) ctx.addIssue({ code: 'custom', message: problem })
 })
+
+/**
+ * What is wrong with an entry of `type` naming `jobId` and carrying `body` (its job id rule and its body's
+ * schema), or undefined. The writer checks this alone: it builds the rest of the entry itself.
+ */
+export function bodyProblem(type: EntryType, jobId: string | undefined, body: unknown): string | undefined {
+  const spec = ENTRY_TYPES[type]
+  if (spec.job === 'required' && jobId === undefined) return `${type} needs a jobId`
+  if (spec.job === 'forbidden' && jobId !== undefined) return `${type} takes no jobId`
+  if (jobId !== undefined && !Id.safeParse(jobId).success)
+    return `job id ${JSON.stringify(jobId)} is malformed`
+  const parsed = spec.body.safeParse(body)
+  if (parsed.success) return undefined
+  const issue = parsed.error.issues[0]
+  return `body of ${type}: ${issue.path.join('.') || '(root)'}: ${issue.message}`
+}
 
 export type LogEntry = z.infer<typeof EntryBase>
 export type UnsignedEntry = Omit<LogEntry, 'signature'>

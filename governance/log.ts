@@ -13,6 +13,7 @@ import {
 } from './checkpoint.ts'
 import {
   type BodyOf,
+  bodyProblem,
   decodeEntry,
   ENTRY_SIGNING_PREFIX,
   ENTRY_TYPES,
@@ -23,7 +24,6 @@ import {
   MAX_ENTRY_BYTES,
   originOf,
   type UnsignedEntry,
-  validateEntry,
 } from './entry.ts'
 import { fromHex, Hex32, type Member, type Signer, toHex } from './keys.ts'
 import {
@@ -76,10 +76,18 @@ interface QueuedAppend {
   reject(e: Error): void
 }
 
-/** As long as the longest signature, so an entry whose schema accepts it accepts the real one. */
-const PLACEHOLDER_SIGNATURE = '0'.repeat(2 * MAX_SIGNATURE_BYTES)
 /** What the longest signature adds to an entry's encoding: `"signature":"<hex>",`. */
-const SIGNATURE_FIELD_BYTES = '"signature":"",'.length + PLACEHOLDER_SIGNATURE.length
+const SIGNATURE_FIELD_BYTES = '"signature":"",'.length + 2 * MAX_SIGNATURE_BYTES
+
+/**
+ * The canonical JSON of an entry, from that of the entry without its signature (`json`, keys in order): the
+ * `signature` member goes right before `signer`, the key after it. The last `,"signer":` is the member's: only
+ * the signer (a member record), time, type and v come after it, and none holds free text.
+ */
+function signedJson(json: string, signature: string): string {
+  const at = json.lastIndexOf(',"signer":') + 1
+  return `${json.slice(0, at)}"signature":"${signature}",${json.slice(at)}`
+}
 
 /** `unsigned` with its signature, keys still in canonical order. */
 function withSignature(unsigned: UnsignedEntry, signature: string): LogEntry {
@@ -166,7 +174,7 @@ export class GovernanceLog {
       return Promise.reject(
         new SyndicateError(ERR_GOV_ENTRY, `cannot log ${type}: unknown entry type`, { type }),
       )
-    // The body is validated with the whole entry when its group commits (validateEntry), once.
+    // The body is validated when its group commits (bodyProblem), once.
     return new Promise((resolve, reject) => {
       this.queued.push({ type, body, jobId: options.jobId, resolve, reject })
       // The first of a group schedules the commit; the rest join it until it takes the mutex.
@@ -196,16 +204,16 @@ export class GovernanceLog {
           body: item.body,
           signer: this.member,
         })
-        // Checked (body included) with a placeholder as long as the longest signature before an index is
-        // given away for good, so a refused entry leaves no gap in the indices of the entries signed with it.
-        const checked = validateEntry(withSignature(unsigned, PLACEHOLDER_SIGNATURE))
-        if (checked.ok) json = JSON.stringify(unsigned)
-        const size = Buffer.byteLength(json) + SIGNATURE_FIELD_BYTES
-        refused = !checked.ok
-          ? checked.reason
-          : size > MAX_ENTRY_BYTES
-            ? `entry is ${size} bytes, over the ${MAX_ENTRY_BYTES}-byte limit`
-            : undefined
+        // Checked (the rest of the entry is built here) and measured with the longest signature before an
+        // index is given away for good, so a refused entry leaves no gap in the indices of the entries signed
+        // with it.
+        refused = bodyProblem(item.type, item.jobId, unsigned.body)
+        if (!refused) {
+          json = JSON.stringify(unsigned)
+          const size = Buffer.byteLength(json) + SIGNATURE_FIELD_BYTES
+          if (size > MAX_ENTRY_BYTES)
+            refused = `entry is ${size} bytes, over the ${MAX_ENTRY_BYTES}-byte limit`
+        }
       } catch (e) {
         // A body that cannot even be walked (a cycle, a throwing getter) fails alone, like any refused one.
         refused = `the body cannot be encoded (${(e as Error).message})`
@@ -226,12 +234,14 @@ export class GovernanceLog {
         (m) => this.signer.sign(m),
         accepted.map(({ json }) => utf8(ENTRY_SIGNING_PREFIX + json)),
       )
-      const entries = accepted.map(({ unsigned }, i) => withSignature(unsigned, toHex(signatures[i])))
+      const entries: LogEntry[] = []
       const ops: Array<{ type: 'put'; key: string; value: Uint8Array }> = []
-      for (const entry of entries) {
-        // Canonical: keys in order, no undefined members, finite numbers only (the schema admits no others).
-        const bytes = utf8(JSON.stringify(entry))
-        ops.push({ type: 'put', key: entryKey(entry.index), value: bytes })
+      for (const [i, { unsigned, json }] of accepted.entries()) {
+        const signature = toHex(signatures[i])
+        entries.push(withSignature(unsigned, signature))
+        // Canonical: keys in order, no undefined members, finite numbers only (the schemas admit no others).
+        const bytes = utf8(signedJson(json, signature))
+        ops.push({ type: 'put', key: entryKey(unsigned.index), value: bytes })
         for (const n of next.append(leafHash(bytes)))
           ops.push({ type: 'put', key: nodeKey(n.level, n.index), value: n.hash })
       }

@@ -1,6 +1,7 @@
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { describe, expect, it } from 'vitest'
+import { canonicalJson } from '../../crypto/canonical.ts'
 import { isSyndicateError } from '../../crypto/errors.ts'
 import { verifyBatchSignature } from '../../governance/batch-sign.ts'
 import { exportBundle } from '../../governance/bundle.ts'
@@ -52,6 +53,21 @@ describe('GovernanceLog', () => {
     // Time never goes backwards within a log.
     const times = (await log.entries(0, 40)).map((e) => e.time)
     expect(times).toEqual([...times].sort((a, b) => a - b))
+  })
+
+  it('stores each entry as the canonical JSON of the entry it returns, whatever text its body holds', async () => {
+    const log = await openLog()
+    const reason = 'a reason that reads ,"signer":{"name":"mallory"}, "signature":"00" and \u2028 é'
+    const [failed, registered] = await Promise.all([
+      log.append('job.fail', { specHash: hash('spec'), reason }, { jobId: 'job-1' }),
+      log.append('dataset.register', { datasetId: 'ds', schemaHash: hash('schema') }),
+    ])
+    const raw = await log.rawEntries(0, 2)
+    for (const [i, entry] of [failed, registered].entries()) {
+      const d = decodeEntry(raw[i])
+      expect(d.ok && d.entry).toEqual(entry)
+      expect(Buffer.from(raw[i]).toString()).toBe(canonicalJson(entry))
+    }
   })
 
   it('survives a restart with the same size, root and continuing indices', async () => {
