@@ -19,15 +19,18 @@ export interface PartyInfo {
   dir: string
 }
 
-/** Initialises a node in `dir` and starts it on 127.0.0.1 with port 0 for libp2p and HTTP. */
+/**
+ * Initialises a node in `dir` and starts it on 127.0.0.1 with port 0 for libp2p and HTTP; `token` is its operator
+ * token (for its HTTP API).
+ */
 export async function startPartyNode(
   dir: string,
   name: string,
   opts: { logLevel?: string } = {},
-): Promise<{ node: RunningNode; info: PartyInfo }> {
-  await initNode({ dir, name, httpPort: 0 })
+): Promise<{ node: RunningNode; info: PartyInfo; token: string }> {
+  const { token } = await initNode({ dir, name, httpPort: 0 })
   const node = await startNode({ dir, overrides: { logLevel: opts.logLevel ?? 'warn' } })
-  return { node, info: { name, peerId: node.peerId.toString(), addresses: node.addresses(), dir } }
+  return { node, info: { name, peerId: node.peerId.toString(), addresses: node.addresses(), dir }, token }
 }
 
 /** The genesis document of `members`, signed by every member's own key (read from its data directory). */
@@ -51,18 +54,16 @@ export async function signedGenesis(members: PartyInfo[], threshold?: number): P
 }
 
 /**
- * Installs `doc` on `node`, waits until it is connected to every other member (or, once `timeoutMs` has passed,
- * at least to the `required` ones: the peers the job talks to; default every member), and opens its end of
- * `session` as party `self` (every member's name is a party). Resolves with the channel and the members it
- * had no connection to when it went on.
+ * Installs `doc` on `node` and waits until it is connected to every other member (or, once `timeoutMs` has
+ * passed, at least to the `required` ones: default every member). Resolves with the members it had no
+ * connection to when it went on.
  */
-export async function joinSession(
+export async function joinConsortium(
   node: RunningNode,
   self: string,
   doc: ConsortiumDocument,
-  session: string,
   opts: { required?: string[]; timeoutMs?: number } = {},
-): Promise<{ channel: PartyChannel; unconnected: string[] }> {
+): Promise<{ unconnected: string[] }> {
   await node.membership.install(doc)
   const others = doc.body.members.filter((m) => m.name !== self)
   const required = new Set(opts.required ?? others.map((m) => m.name))
@@ -91,6 +92,18 @@ export async function joinSession(
     }
     await new Promise((r) => setTimeout(r, 25))
   }
+  return { unconnected: missing.map((m) => m.name) }
+}
+
+/** joinConsortium, then opens `node`'s end of `session` as party `self` (every member's name is a party). */
+export async function joinSession(
+  node: RunningNode,
+  self: string,
+  doc: ConsortiumDocument,
+  session: string,
+  opts: { required?: string[]; timeoutMs?: number } = {},
+): Promise<{ channel: PartyChannel; unconnected: string[] }> {
+  const { unconnected } = await joinConsortium(node, self, doc, opts)
   const parties = Object.fromEntries(doc.body.members.map((m) => [m.name, m.peerId]))
-  return { channel: node.sessions.open(session, self, parties), unconnected: missing.map((m) => m.name) }
+  return { channel: node.sessions.open(session, self, parties), unconnected }
 }
