@@ -100,8 +100,11 @@ export class JobService {
   private lastWrite: Promise<void> = Promise.resolve()
   /** Jobs with a save not yet written: never evicted, so nobody reads an older state from disk. */
   private readonly unwritten = new Map<string, number>()
-  /** Per job, the part objects already stored (key → the object written), so a save writes only new ones. */
-  private readonly storedParts = new WeakMap<JobRecord, Map<string, unknown>>()
+  /**
+   * Per job, what is stored: each part's key → the object written, and the record's JSON, so that a save
+   * writes only new parts, and the record only if it changed (an outcome arriving after the end adds a part).
+   */
+  private readonly written = new WeakMap<JobRecord, { parts: Map<string, unknown>; head?: string }>()
   private stopped = false
 
   constructor(deps: JobServiceDeps) {
@@ -801,12 +804,21 @@ export class JobService {
    * several times as it moves; its spec, votes and outcomes, most of its bytes, are written once each.
    */
   private writes(job: JobRecord) {
-    const done = this.storedParts.get(job) ?? new Map<string, unknown>()
-    this.storedParts.set(job, done)
-    const ops: Array<{ type: 'put'; sublevel: Sublevel; key: string; value: unknown }> = []
+    let done = this.written.get(job)
+    if (!done) {
+      done = { parts: new Map() }
+      this.written.set(job, done)
+    }
+    const ops: Array<{
+      type: 'put'
+      sublevel: Sublevel
+      key: string
+      value: unknown
+      valueEncoding?: 'utf8'
+    }> = []
     for (const [key, value] of parts(job)) {
-      if (done.get(key) === value) continue
-      done.set(key, value)
+      if (done.parts.get(key) === value) continue
+      done.parts.set(key, value)
       ops.push({
         type: 'put',
         sublevel: this.parts(),
@@ -814,7 +826,12 @@ export class JobService {
         value: value === job.spec ? { spec: job.spec, signature: job.proposal.signature } : value,
       })
     }
-    ops.push({ type: 'put', sublevel: this.jobs(), key: job.spec.id, value: stored(job) })
+    const head = JSON.stringify(stored(job))
+    if (head !== done.head) {
+      done.head = head
+      // Already JSON: stored as it is, read back by the sublevel's JSON encoding.
+      ops.push({ type: 'put', sublevel: this.jobs(), key: job.spec.id, value: head, valueEncoding: 'utf8' })
+    }
     return ops
   }
 
@@ -839,9 +856,7 @@ export class JobService {
     const { commit, ...rest } = head
     const job: JobRecord = { ...rest, spec, proposal: { spec, signature }, votes, outcomes }
     if (commit) job.commit = { ...commit, votes: commit.votes ?? peers.map((p) => votes[p]) }
-    const done = new Map<string, unknown>()
-    for (const [key, value] of parts(job)) done.set(key, value)
-    this.storedParts.set(job, done)
+    this.written.set(job, { parts: new Map(parts(job)), head: JSON.stringify(stored(job)) })
     return job
   }
 

@@ -58,6 +58,24 @@ describe('batch signatures', () => {
     expect(verifyBatchSignature(alice.member.publicKey, msgs[2], sigs[2].subarray(0, 64))).toBe(false)
   })
 
+  it('a verified batch vouches for its other messages, only under its own signature bytes', async () => {
+    const pub = alice.member.publicKey
+    const msgs = messages(8, 'cached')
+    const sigs = await signMessages(alice.sign, msgs)
+    // Remembers the batch's nodes: the next messages reach one of them after a hash or two.
+    expect(verifyBatchSignature(pub, msgs[0], sigs[0])).toBe(true)
+    const forged = Uint8Array.from(sigs[1])
+    forged[0] ^= 1
+    expect(verifyBatchSignature(pub, msgs[1], forged)).toBe(false)
+    expect(await verifyBatchSignatureAsync(pub, msgs[1], forged)).toBe(false)
+    expect(verifyBatchSignature(mallory.member.publicKey, msgs[1], sigs[1])).toBe(false)
+    expect(verifyBatchSignature(pub, text.encode('cached 99'), sigs[1])).toBe(false)
+    for (const i of [1, 7]) {
+      expect(verifyBatchSignature(pub, msgs[i], sigs[i])).toBe(true)
+      expect(await verifyBatchSignatureAsync(pub, msgs[i], sigs[i])).toBe(true)
+    }
+  })
+
   it('refuses malformed signatures: wrong index, size, path length or a flipped path byte', async () => {
     const msgs = messages(6)
     const sigs = await signMessages(alice.sign, msgs)
