@@ -22,7 +22,7 @@ import {
  * domain-separation prefix, and the batch prefix starts no other signed text, so a batch signature never
  * verifies as anything else. Changing any byte of a message changes the root its path leads to, so an altered
  * message fails alone; the others of its batch still verify. Verifying many messages of one batch costs one
- * Ed25519 verification and a hash or two each (the nodes of verified batches are cached).
+ * Ed25519 verification (verified roots are cached) and a few hashes each.
  */
 const BATCH_PREFIX = new TextEncoder().encode('syndicate-batch/v1\n')
 const SIGNATURE_BYTES = 64
@@ -142,16 +142,13 @@ function batchMessage(size: number, root: Uint8Array): Uint8Array {
 
 /**
  * What a signature asks the verifier to check with Ed25519: the message itself (a plain signature), or the
- * batch root its path leads to, with the cache keys of the nodes on the way (to remember once the root
- * verifies); `known` when the path reaches a node of a batch already verified under this key and signature;
- * undefined when the signature is malformed.
+ * batch root its path leads to; undefined when the signature is malformed.
  */
 function resolve(
-  publicKeyHex: string,
   message: Uint8Array,
   signature: Uint8Array,
-): { known: true } | { known: false; signed: Uint8Array; sig: Uint8Array; nodes?: string[] } | undefined {
-  if (signature.byteLength === SIGNATURE_BYTES) return { known: false, signed: message, sig: signature }
+): { signed: Uint8Array; sig: Uint8Array; root?: string } | undefined {
+  if (signature.byteLength === SIGNATURE_BYTES) return { signed: message, sig: signature }
   if (signature.byteLength < HEADER_BYTES || (signature.byteLength - HEADER_BYTES) % HASH_BYTES !== 0)
     return undefined
   const view = new DataView(signature.buffer, signature.byteOffset, signature.byteLength)
@@ -161,42 +158,25 @@ function resolve(
   const path: Uint8Array[] = []
   for (let at = HEADER_BYTES; at < signature.byteLength; at += HASH_BYTES)
     path.push(signature.subarray(at, at + HASH_BYTES))
-  const sig = signature.subarray(0, SIGNATURE_BYTES)
-  const prefix = `${publicKeyHex}:${hex(sig)}:`
-  const nodes: string[] = []
-  let known = false
-  const root = rootFromInclusionProof(index, size, leafHash(message), path, (node) => {
-    const key = prefix + hex(node)
-    known = verifiedNodes.has(key)
-    if (!known) nodes.push(key)
-    return known
-  })
+  const root = rootFromInclusionProof(index, size, leafHash(message), path)
   if (!root) return undefined
-  if (known) return { known: true }
-  const rootKey = prefix + hex(root)
-  if (verifiedNodes.has(rootKey)) return { known: true }
-  nodes.push(rootKey)
-  return { known: false, signed: batchMessage(size, root), sig, nodes }
+  const signed = batchMessage(size, root)
+  return { signed, sig: signature.subarray(0, SIGNATURE_BYTES), root: Buffer.from(signed).toString('hex') }
 }
 
-const hex = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex')
-
-/**
- * Nodes (leaves, inner nodes and roots) of batches that verified, keyed by public key, signature and hash: a
- * message whose path reaches one is in a batch signed with that signature, so the verification of one message
- * of a batch covers the others at the cost of a hash or two each. Bounded, oldest dropped first.
- */
-const verifiedNodes = new Set<string>()
-/** Checks of a batch root under way, so the messages of one batch arriving together cost one verification. */
+/** Batch roots (with key and signature) that verified; bounded, oldest dropped first. */
+const verifiedRoots = new Set<string>()
+/** Checks of a root under way, so the messages of one batch arriving together cost one verification. */
 const checking = new Map<string, Promise<boolean>>()
-const NODE_CACHE = 50_000
+const ROOT_CACHE = 20_000
 
-function remember(keys: readonly string[]): void {
-  for (const key of keys) verifiedNodes.add(key)
-  for (const key of verifiedNodes) {
-    if (verifiedNodes.size <= NODE_CACHE) break
-    verifiedNodes.delete(key)
-  }
+function remember(key: string): void {
+  verifiedRoots.add(key)
+  if (verifiedRoots.size > ROOT_CACHE) verifiedRoots.delete(verifiedRoots.values().next().value as string)
+}
+
+function rootKey(publicKeyHex: string, r: { root?: string; sig: Uint8Array }): string {
+  return `${publicKeyHex}:${r.root}:${Buffer.from(r.sig).toString('hex')}`
 }
 
 /**
@@ -208,36 +188,35 @@ export function verifyBatchSignatureAsync(
   message: Uint8Array,
   signature: Uint8Array,
 ): Promise<boolean> {
-  const r = resolve(publicKeyHex, message, signature)
+  const r = resolve(message, signature)
   if (!r) return Promise.resolve(false)
-  if (r.known) return Promise.resolve(true)
-  const { nodes } = r
-  if (!nodes) return verifySignatureAsync(publicKeyHex, r.signed, r.sig)
-  const root = nodes[nodes.length - 1]
-  let p = checking.get(root)
+  if (!r.root) return verifySignatureAsync(publicKeyHex, r.signed, r.sig)
+  const key = rootKey(publicKeyHex, r)
+  if (verifiedRoots.has(key)) return Promise.resolve(true)
+  let p = checking.get(key)
   if (!p) {
     p = verifySignatureAsync(publicKeyHex, r.signed, r.sig).then((ok) => {
-      checking.delete(root)
+      checking.delete(key)
+      if (ok) remember(key)
       return ok
     })
-    checking.set(root, p)
+    checking.set(key, p)
   }
-  return p.then((ok) => {
-    if (ok) remember(nodes)
-    return ok
-  })
+  return p
 }
 
-/** The same check on the calling thread (offline verification); shares the cache of verified nodes. */
+/** The same check on the calling thread (offline verification); shares the cache of verified roots. */
 export function verifyBatchSignature(
   publicKeyHex: string,
   message: Uint8Array,
   signature: Uint8Array,
 ): boolean {
-  const r = resolve(publicKeyHex, message, signature)
+  const r = resolve(message, signature)
   if (!r) return false
-  if (r.known) return true
+  if (!r.root) return verifySignature(publicKeyHex, r.signed, r.sig)
+  const key = rootKey(publicKeyHex, r)
+  if (verifiedRoots.has(key)) return true
   const ok = verifySignature(publicKeyHex, r.signed, r.sig)
-  if (ok && r.nodes) remember(r.nodes)
+  if (ok) remember(key)
   return ok
 }

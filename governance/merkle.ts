@@ -206,15 +206,13 @@ export class Frontier {
 
 /**
  * RFC 9162 §2.1.3.2: recomputes the root from a leaf hash and its inclusion path. Returns undefined when the
- * path has the wrong shape for (index, size). With `known`, called with the leaf and each node computed on the
- * way up: when it answers true, that node is returned at once (a node already known to be in a trusted tree).
+ * path has the wrong shape for (index, size).
  */
 export function rootFromInclusionProof(
   index: number,
   size: number,
   leaf: Uint8Array,
   proof: readonly Uint8Array[],
-  known?: (node: Uint8Array) => boolean,
 ): Uint8Array | undefined {
   if (!Number.isSafeInteger(index) || !Number.isSafeInteger(size) || index < 0 || index >= size)
     return undefined
@@ -223,7 +221,6 @@ export function rootFromInclusionProof(
   let sn = size - 1
   let r = leaf
   for (const p of proof) {
-    if (known?.(r)) return r
     if (sn === 0) return undefined
     if (fn % 2 === 1 || fn === sn) {
       r = nodeHash(p, r)

@@ -58,11 +58,11 @@ describe('batch signatures', () => {
     expect(verifyBatchSignature(alice.member.publicKey, msgs[2], sigs[2].subarray(0, 64))).toBe(false)
   })
 
-  it('a verified batch vouches for its other messages, only under its own signature bytes', async () => {
+  it('a verified batch root vouches for its other messages only under its exact signature bytes', async () => {
     const pub = alice.member.publicKey
     const msgs = messages(8, 'cached')
     const sigs = await signMessages(alice.sign, msgs)
-    // Remembers the batch's nodes: the next messages reach one of them after a hash or two.
+    // Remembers the batch's root: the other messages then cost no Ed25519 check.
     expect(verifyBatchSignature(pub, msgs[0], sigs[0])).toBe(true)
     const forged = Uint8Array.from(sigs[1])
     forged[0] ^= 1
