@@ -1,5 +1,4 @@
-import { sha256 } from '@noble/hashes/sha2.js'
-import { bytesToHex } from '@noble/hashes/utils.js'
+import { hash } from 'node:crypto'
 import { z } from 'zod'
 import { canonicalBytes } from '../crypto/canonical.ts'
 import { defineProtocol } from './define.ts'
@@ -143,7 +142,7 @@ export const JobDraftSchema = z.strictObject({
 export type JobDraft = z.input<typeof JobDraftSchema>
 
 export function specHash(spec: JobSpec): string {
-  return bytesToHex(sha256(canonicalBytes(spec)))
+  return hash('sha256', canonicalBytes(spec), 'hex')
 }
 
 /** Signature domains: one per message kind. */
