@@ -68,32 +68,37 @@ export const JobId = z
 const Signature = z.string().regex(Base64Signature, 'an Ed25519 signature (plain or batch form) in base64')
 const Reason = z.string().max(1000)
 
+/**
+ * Every object schema below lists its members in sorted order: zod outputs them in the order of the shape, so a
+ * parsed spec or message is already in canonical order and hashing or checking its signature encodes it with
+ * the native JSON.stringify (crypto/canonical.ts).
+ */
 export const PartySchema = z.strictObject({
+  columns: z.array(z.string().min(1).max(128)).max(4096).optional(),
+  dataset: Name.optional(),
   name: Name,
   peerId: PeerIdStr,
   roles: z.array(z.enum(PARTY_ROLES)).min(1).max(8),
-  dataset: Name.optional(),
-  columns: z.array(z.string().min(1).max(128)).max(4096).optional(),
 })
 
 export const OutputSchema = z.strictObject({
-  what: z.enum(OUTPUT_KINDS),
   to: z.array(Name).min(1).max(64),
+  what: z.enum(OUTPUT_KINDS),
 })
 
 export const JobSpecSchema = z
   .strictObject({
-    v: z.literal(1),
+    algorithm: z.string().min(1).max(64),
+    createdAt: z.iso.datetime(),
+    deadline: z.iso.datetime(),
     id: JobId,
     kind: z.enum(JOB_KINDS),
-    proposer: PeerIdStr,
-    parties: z.array(PartySchema).min(1).max(64),
     mode: z.enum(PRIVACY_MODES),
-    algorithm: z.string().min(1).max(64),
-    params: z.record(z.string().max(64), z.json()).default({}),
     outputs: z.array(OutputSchema).max(32).default([]),
-    deadline: z.iso.datetime(),
-    createdAt: z.iso.datetime(),
+    params: z.record(z.string().max(64), z.json()).default({}),
+    parties: z.array(PartySchema).min(1).max(64),
+    proposer: PeerIdStr,
+    v: z.literal(1),
   })
   .superRefine((s, ctx) => {
     const names = new Set(s.parties.map((p) => p.name))
@@ -158,13 +163,13 @@ export const ProposalSchema = z.strictObject({ spec: JobSpecSchema, signature: S
 export type Proposal = z.infer<typeof ProposalSchema>
 
 const VoteBody = z.strictObject({
+  decision: z.enum(['accept', 'reject']),
   jobId: JobId,
+  reason: Reason.optional(),
   specHash: Hex64,
   voter: PeerIdStr,
-  decision: z.enum(['accept', 'reject']),
-  reason: Reason.optional(),
 })
-export const VoteSchema = VoteBody.extend({ signature: Signature })
+export const VoteSchema = signedSchema(VoteBody)
 export type Vote = z.infer<typeof VoteSchema>
 export type VoteBody = z.infer<typeof VoteBody>
 
@@ -174,25 +179,33 @@ const CommitBody = z.strictObject({
   specHash: Hex64,
   votes: z.array(VoteSchema).min(1).max(64),
 })
-export const CommitSchema = CommitBody.extend({ signature: Signature })
+export const CommitSchema = signedSchema(CommitBody)
 export type Commit = z.infer<typeof CommitSchema>
 export type CommitBody = z.infer<typeof CommitBody>
 
-const CancelBody = z.strictObject({ jobId: JobId, specHash: Hex64, by: PeerIdStr, reason: Reason })
-export const CancelSchema = CancelBody.extend({ signature: Signature })
+const CancelBody = z.strictObject({ by: PeerIdStr, jobId: JobId, reason: Reason, specHash: Hex64 })
+export const CancelSchema = signedSchema(CancelBody)
 export type Cancel = z.infer<typeof CancelSchema>
 export type CancelBody = z.infer<typeof CancelBody>
 
 /** A party's terminal state as it saw it; `rejected` comes from the proposer once any party said no. */
 const OutcomeBody = z.strictObject({
   jobId: JobId,
-  specHash: Hex64,
   party: PeerIdStr,
-  state: z.enum(TERMINAL_STATES),
   reason: Reason.optional(),
   resultHash: Hex64.optional(),
+  specHash: Hex64,
+  state: z.enum(TERMINAL_STATES),
 })
-export const OutcomeSchema = OutcomeBody.extend({ signature: Signature })
+export const OutcomeSchema = signedSchema(OutcomeBody)
+
+/** `body` and its `signature`, members still in sorted order. */
+function signedSchema<T extends z.ZodRawShape>(body: z.ZodObject<T>) {
+  const shape = { ...body.shape, signature: Signature }
+  return z.strictObject(
+    Object.fromEntries(Object.entries(shape).sort(([a], [b]) => (a < b ? -1 : 1))) as typeof shape,
+  )
+}
 export type Outcome = z.infer<typeof OutcomeSchema>
 export type OutcomeBody = z.infer<typeof OutcomeBody>
 

@@ -40,6 +40,22 @@ export async function signValue(
   return Buffer.from(await (opts.batch ? s.batched : s.plain)(message)).toString('base64')
 }
 
+/**
+ * `body` with `key`'s signature under `domain` (signValue) as its `signature` member. The members are put in
+ * sorted order (a shallow re-ordering: nested objects are kept as they are, already in order when they are
+ * parsed messages or built here), so that encoding the object again takes canonicalJson's fast path.
+ */
+export async function signObject<T extends Record<string, unknown>>(
+  domain: string,
+  body: T,
+  key: PrivateKey,
+  opts: { batch?: boolean } = {},
+): Promise<T & { signature: string }> {
+  const signature = await signValue(domain, body, key, opts)
+  const entries = Object.entries({ ...body, signature }).sort(([a], [b]) => (a < b ? -1 : 1))
+  return Object.fromEntries(entries) as T & { signature: string }
+}
+
 /** Public keys (hex) of peer ids seen, so a peer id's base58 is decoded once; null for non-Ed25519 ids. */
 const publicKeys = new Map<string, string | null>()
 

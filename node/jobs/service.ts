@@ -25,7 +25,7 @@ import {
   type Vote,
 } from '../../protocol/jobs.ts'
 import type { SessionService } from '../../protocol/session.ts'
-import { signValue, verifyValue } from '../../protocol/signing.ts'
+import { signObject, signValue, verifyValue } from '../../protocol/signing.ts'
 import type { Membership } from '../membership.ts'
 import type { NodeStore, Sublevel } from '../store.ts'
 import type { ExecutionResult, ExecutorRegistry, Progress } from './executors.ts'
@@ -244,15 +244,12 @@ export class JobService {
       if (isTerminal(job.state))
         throw new SyndicateError('ERR_CONFLICT', `job ${id} has already ended (${job.state})`)
       const body = {
-        jobId: id,
-        specHash: job.specHash,
         by: this.self,
+        jobId: id,
         reason: reason || 'cancelled by the operator',
+        specHash: job.specHash,
       }
-      const cancel: Cancel = {
-        ...body,
-        signature: await signValue(Domains.cancel, body, this.d.privateKey, BATCH),
-      }
+      const cancel: Cancel = await signObject(Domains.cancel, body, this.d.privateKey, BATCH)
       await this.applyCancel(job, cancel)
       for (const p of job.spec.parties)
         if (p.peerId !== this.self) this.deliver(job, p.peerId, { type: 'cancel', cancel })
@@ -395,13 +392,13 @@ export class JobService {
 
   private async signVote(job: JobRecord, decision: 'accept' | 'reject', reason?: string): Promise<Vote> {
     const body = {
+      decision,
       jobId: job.spec.id,
+      ...(reason ? { reason } : {}),
       specHash: job.specHash,
       voter: this.self,
-      decision,
-      ...(reason ? { reason } : {}),
     }
-    return { ...body, signature: await signValue(Domains.vote, body, this.d.privateKey, BATCH) }
+    return signObject(Domains.vote, body, this.d.privateKey, BATCH)
   }
 
   /** An operator's decision: the proposer counts its own vote; any other party stores, records and sends it. */
@@ -458,10 +455,7 @@ export class JobService {
       specHash: job.specHash,
       votes: job.spec.parties.map((p) => job.votes[p.peerId]),
     }
-    const commit: Commit = {
-      ...body,
-      signature: await signValue(Domains.commit, body, this.d.privateKey, BATCH),
-    }
+    const commit: Commit = await signObject(Domains.commit, body, this.d.privateKey, BATCH)
     await this.commitAndStart(job, commit, alsoRecord, () => {
       for (const p of job.spec.parties)
         if (p.peerId !== this.self) this.deliver(job, p.peerId, { type: 'commit', commit })
@@ -651,13 +645,13 @@ export class JobService {
     if (!opts.silent) {
       const body = {
         jobId: job.spec.id,
-        specHash: job.specHash,
         party: this.self,
-        state: state as Outcome['state'],
         ...(reason ? { reason: reason.slice(0, 1000) } : {}),
         ...(job.result ? { resultHash: job.result.resultHash } : {}),
+        specHash: job.specHash,
+        state: state as Outcome['state'],
       }
-      outcome = { ...body, signature: await signValue(Domains.outcome, body, this.d.privateKey, BATCH) }
+      outcome = await signObject(Domains.outcome, body, this.d.privateKey, BATCH)
       job.outcomes[this.self] = outcome
     }
     await this.save(job)
