@@ -32,7 +32,10 @@ export function inCanonicalOrder<T>(value: T): T {
   if (value === null || typeof value !== 'object') return value
   if (Array.isArray(value)) return value.map(inCanonicalOrder) as T
   const out: Record<string, unknown> = {}
-  for (const k of Object.keys(value).sort()) {
+  const keys = Object.keys(value)
+  // Objects built in order (most of them) skip the sort and its allocations.
+  if (!keys.every((k, i) => i === 0 || keys[i - 1] < k)) keys.sort()
+  for (const k of keys) {
     const v = (value as Record<string, unknown>)[k]
     if (v !== undefined) out[k] = inCanonicalOrder(v)
   }

@@ -89,12 +89,23 @@ function signedJson(json: string, signature: string): string {
   return `${json.slice(0, at)}"signature":"${signature}",${json.slice(at)}`
 }
 
-/** `unsigned` with its signature, keys still in canonical order. */
-function withSignature(unsigned: UnsignedEntry, signature: string): LogEntry {
-  const entry: Record<string, unknown> = {}
-  for (const k of [...Object.keys(unsigned), 'signature'].sort())
-    entry[k] = k === 'signature' ? signature : unsigned[k as keyof UnsignedEntry]
-  return entry as LogEntry
+/**
+ * An entry's members in canonical (sorted) order, written out rather than sorted: a log builds an entry
+ * twice per append (without and with its signature). `body` and `signer` must be in canonical order already.
+ */
+function entryOf(e: UnsignedEntry, signature?: string): LogEntry {
+  const { body, index, jobId, origin, signer, time, type, v } = e
+  return {
+    body,
+    index,
+    ...(jobId !== undefined ? { jobId } : {}),
+    origin,
+    ...(signature !== undefined ? { signature } : {}),
+    signer,
+    time,
+    type,
+    v,
+  } as LogEntry
 }
 
 /**
@@ -107,6 +118,7 @@ function withSignature(unsigned: UnsignedEntry, signature: string): LogEntry {
 export class GovernanceLog {
   readonly origin: string
   readonly member: Member
+  private readonly signerInOrder: Member
   private readonly store: GovernanceStore
   private readonly signer: Signer
   private readonly now: () => number
@@ -127,6 +139,7 @@ export class GovernanceLog {
     this.origin = origin
     this.signer = signer
     this.member = signer.member
+    this.signerInOrder = inCanonicalOrder(signer.member)
     this.now = now
     this.frontier = frontier
     this.lastTime = lastTime
@@ -194,15 +207,15 @@ export class GovernanceLog {
       let refused: string | undefined
       try {
         // Built in canonical key order once, so its encodings (signed, stored) are plain JSON.stringify.
-        unsigned = inCanonicalOrder({
+        unsigned = entryOf({
           v: ENTRY_VERSION,
           index: next.size + accepted.length,
           time: Math.max(this.now(), time),
           origin: this.origin,
           type: item.type,
-          ...(item.jobId !== undefined ? { jobId: item.jobId } : {}),
-          body: item.body,
-          signer: this.member,
+          jobId: item.jobId,
+          body: inCanonicalOrder(item.body),
+          signer: this.signerInOrder,
         })
         // Checked (the rest of the entry is built here) and measured with the longest signature before an
         // index is given away for good, so a refused entry leaves no gap in the indices of the entries signed
@@ -238,7 +251,7 @@ export class GovernanceLog {
       const ops: Array<{ type: 'put'; key: string; value: Uint8Array }> = []
       for (const [i, { unsigned, json }] of accepted.entries()) {
         const signature = toHex(signatures[i])
-        entries.push(withSignature(unsigned, signature))
+        entries.push(entryOf(unsigned, signature))
         // Canonical: keys in order, no undefined members, finite numbers only (the schemas admit no others).
         const bytes = utf8(signedJson(json, signature))
         ops.push({ type: 'put', key: entryKey(unsigned.index), value: bytes })

@@ -375,10 +375,10 @@ export class JobService {
     this.armDeadline(job)
     await Promise.all([
       this.record(job, 'job.propose', {
-        specHash: job.specHash,
         kind: spec.kind,
-        proposer: spec.proposer,
         parties: spec.parties.map((p) => p.peerId),
+        proposer: spec.proposer,
+        specHash: job.specHash,
       }),
       ...(vote ? [this.record(job, 'job.vote', voteEntry(vote))] : []),
     ])
@@ -541,7 +541,7 @@ export class JobService {
   private async applyCancel(job: JobRecord, cancel: Cancel): Promise<void> {
     if (isTerminal(job.state)) return
     const name = this.d.membership.member(cancel.by)?.name ?? cancel.by
-    await this.record(job, 'job.cancel', { specHash: job.specHash, by: cancel.by, reason: cancel.reason })
+    await this.record(job, 'job.cancel', { by: cancel.by, reason: cancel.reason, specHash: job.specHash })
     this.running
       .get(job.spec.id)
       ?.abort(new SyndicateError('ERR_JOB_CANCELLED', `cancelled by ${name}: ${cancel.reason}`))
@@ -616,9 +616,9 @@ export class JobService {
       if (result) {
         j.result = result
         await this.record(j, 'job.result', {
-          specHash: j.specHash,
           metrics: result.metrics,
           ...(result.modelHash ? { modelHash: result.modelHash } : {}),
+          specHash: j.specHash,
         })
         await this.finish(j, 'succeeded', undefined)
       } else {
@@ -657,9 +657,9 @@ export class JobService {
     await this.save(job)
     if (state === 'failed' || state === 'expired' || state === 'rejected') {
       await this.record(job, 'job.fail', {
-        specHash: job.specHash,
         party: this.self,
         reason: `${state}: ${reason ?? ''}`.slice(0, 1000),
+        specHash: job.specHash,
       })
     }
     this.d.log.info({ job: job.spec.id, state, reason }, 'job ended')
@@ -1032,12 +1032,13 @@ function jobIdOf(msg: JobMessage): string {
   }
 }
 
+/** The log entry of a vote (members in canonical order, as every logged body here). */
 function voteEntry(v: Vote) {
   return {
-    specHash: v.specHash,
-    voter: v.voter,
     decision: v.decision,
     ...(v.reason ? { reason: v.reason.slice(0, 1000) } : {}),
+    specHash: v.specHash,
+    voter: v.voter,
   }
 }
 
