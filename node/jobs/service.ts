@@ -773,7 +773,13 @@ export class JobService {
         .then(async () => {
           if (this.pendingSaves?.jobs === jobs) this.pendingSaves = undefined
           await previous
-          await this.d.store.db.batch([...jobs.values()].flatMap((j) => this.writes(j)))
+          try {
+            await this.d.store.db.batch([...jobs.values()].flatMap((j) => this.writes(j)))
+          } catch (e) {
+            // Nothing of the batch is stored: the next save of these jobs writes every part again.
+            for (const j of jobs.values()) this.written.delete(j)
+            throw e
+          }
           for (const j of jobs.values()) for (const fn of this.listeners) fn(j)
         })
         .finally(() => {
