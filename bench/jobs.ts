@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -5,9 +6,11 @@ import { parseArgs } from 'node:util'
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads'
 import { verifyBundles } from '../governance/verify.ts'
 import type { RunningNode } from '../node/daemon.ts'
+import { loadIdentity } from '../node/identity.ts'
 import type { JobRecord } from '../node/jobs/service.ts'
 import type { ConsortiumDocument } from '../protocol/consortium.ts'
-import { startConsortium } from '../sim/consortium.ts'
+import { signObject, verifyValue } from '../protocol/signing.ts'
+import { type SimNode, startConsortium } from '../sim/consortium.ts'
 import { joinConsortium, type PartyInfo, signedGenesis, startPartyNode } from '../sim/party-node.ts'
 import { emit, percentile } from './report.ts'
 
@@ -22,6 +25,8 @@ import { emit, percentile } from './report.ts'
  * - `20 noop jobs, 3 nodes, one at a time`: the latency an operator sees on a consortium that is not saturated.
  * - `N noop jobs, 3 nodes, concurrent, warm`: the same burst again in the same process, the steady state of a
  *   node that has been running.
+ * - `operations of N noop jobs alone, 3 nodes`: the log entries, signatures, checks, record writes and transport
+ *   items the warm burst performs, each kind timed on its own on the same nodes (see operationsAlone).
  * - `N noop jobs, 3 nodes in 3 threads, concurrent, warm` (unless `--threads false`): the deployment's shape,
  *   each node in its own worker thread with its own event loop (sim/party-node.ts), as each institution runs
  *   its own node on its own machine; one untimed burst first. This machine has 2 cores for the 3 nodes.
@@ -98,14 +103,136 @@ async function inOneThread(n: number): Promise<void> {
     })
 
     await settled(nodes, (await burst(nodes, n, 'warm-up')).ids)
-    emit({
-      bench: 'jobs',
-      case: `${n} noop jobs, 3 nodes, concurrent, warm`,
-      ...burstFigures(await burst(nodes, n, 'warm'), n),
-    })
+    const warm = await burst(nodes, n, 'warm')
+    await settled(nodes, warm.ids)
+    emit({ bench: 'jobs', case: `${n} noop jobs, 3 nodes, concurrent, warm`, ...burstFigures(warm, n) })
+    await operationsAlone(sim.nodes, n)
   } finally {
     await sim.stop()
   }
+}
+
+/**
+ * What a burst of n jobs costs without the job service around it: the operations the warm burst performs,
+ * counted per job over its three parties (docs/jobs.md), each kind on its own, on the same three nodes:
+ * 17 log entries (appended in waves of about 100, as the burst's groups come), 7 signed job messages, 14
+ * signature checks, 13 job record writes (in batches of about 60), and 30 transport items between the nodes
+ * (12 job messages of 600 B, 12 acknowledgements of 60 B, 6 session records of 40 B). `seconds` is the sum of
+ * the phases, each timed alone: a floor the whole burst cannot beat on this machine with these components.
+ */
+async function operationsAlone(sims: SimNode[], n: number): Promise<void> {
+  const nodes = sims.map((s) => s.node)
+  const keys = sims.map((s) => loadIdentity(s.node.dir).privateKey)
+  const peers = nodes.map((node) => node.peerId.toString())
+  const tag = `ops-${Date.now()}`
+  const hash = (i: number) => createHash('sha256').update(`${tag}/${i}`).digest('hex')
+  const each = (perJob: number) => Math.round((perJob * n) / nodes.length)
+  const phases: Record<string, number> = {}
+  const timed = async (name: string, fn: () => Promise<unknown>) => {
+    const t = performance.now()
+    await fn()
+    phases[`${name}_s`] = (performance.now() - t) / 1000
+  }
+  const main0 = process.threadCpuUsage()
+  const cpu0 = process.cpuUsage()
+  await timed('log', () =>
+    Promise.all(
+      nodes.map(async (node, k) => {
+        const waves = Math.max(1, Math.round(each(17) / 100))
+        for (let w = 0; w < waves; w++)
+          await Promise.all(
+            Array.from({ length: Math.round(each(17) / waves) }, (_, i) =>
+              node.governance.recorder.append(
+                'job.vote',
+                { decision: 'accept', specHash: hash(i), voter: peers[k] },
+                { jobId: `${tag}-${w}-${i}` },
+              ),
+            ),
+          )
+      }),
+    ),
+  )
+  const vote = (k: number, i: number) => ({
+    decision: 'accept' as const,
+    jobId: `${tag}-${i}`,
+    specHash: hash(i),
+    voter: peers[k],
+  })
+  let signed: Array<Array<Awaited<ReturnType<typeof signObject>>>> = []
+  await timed('sign', async () => {
+    signed = await Promise.all(
+      keys.map((key, k) =>
+        Promise.all(
+          Array.from({ length: each(7) }, (_, i) =>
+            signObject('job/vote/v1', vote(k, i), key, { batch: true }),
+          ),
+        ),
+      ),
+    )
+  })
+  await timed('verify', () =>
+    Promise.all(
+      nodes.flatMap((_, k) =>
+        Array.from({ length: each(14) }, (_, i) => {
+          const from = (k + 1 + (i % 2)) % nodes.length
+          const { signature, ...body } = signed[from][i % signed[from].length]
+          return verifyValue('job/vote/v1', body, peers[from], signature as string)
+        }),
+      ),
+    ),
+  )
+  const record = {
+    commit: { jobId: tag, signature: signed[0][0].signature, specHash: hash(0) },
+    history: Array.from({ length: 6 }, () => ({ at: new Date().toISOString(), state: 'running' })),
+    specHash: hash(1),
+    state: 'succeeded',
+    updatedAt: new Date().toISOString(),
+  }
+  await timed('records', () =>
+    Promise.all(
+      nodes.map(async (node, k) => {
+        const batches = Math.max(1, Math.round(each(13) / 60))
+        for (let b = 0; b < batches; b++)
+          await node.store.db.batch(
+            Array.from({ length: Math.round(each(13) / batches) }, (_, i) => ({
+              type: 'put' as const,
+              sublevel: node.store.sub('bench-operations'),
+              key: `${tag}-${b}-${i}`,
+              value: i % 2 ? record : signed[k][i % signed[k].length],
+            })),
+          )
+      }),
+    ),
+  )
+  const parties = Object.fromEntries(sims.map((s) => [s.name, s.node.peerId.toString()]))
+  const channels = sims.map((s) => s.node.sessions.open(tag, s.name, parties))
+  const items = [...Array(4).fill(600), ...Array(4).fill(60), ...Array(2).fill(40)] as number[]
+  await timed('transport', () =>
+    Promise.all(
+      channels.map((ch, k) => {
+        const ops: Promise<unknown>[] = []
+        for (let i = 0; i < n; i++)
+          for (const [j, bytes] of items.entries()) {
+            const to = sims[(k + 1 + (j % 2)) % sims.length].name
+            const from = sims[(k + 2 - (j % 2)) % sims.length].name
+            ops.push(ch.send(to, `${i}/${j}`, new Uint8Array(bytes)), ch.recv(from, `${i}/${j}`))
+          }
+        return Promise.all(ops)
+      }),
+    ),
+  )
+  for (const ch of channels) ch.close()
+  const main = process.threadCpuUsage(main0)
+  const cpu = process.cpuUsage(cpu0)
+  emit({
+    bench: 'jobs',
+    case: `operations of ${n} noop jobs alone, 3 nodes`,
+    jobs: n,
+    seconds: Object.values(phases).reduce((a, b) => a + b, 0),
+    ...phases,
+    cpu_s: (cpu.user + cpu.system) / 1e6,
+    main_thread_cpu_s: (main.user + main.system) / 1e6,
+  })
 }
 
 interface Burst {
