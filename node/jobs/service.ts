@@ -838,7 +838,7 @@ export class JobService {
   /** The record `head` of job `id` with its parts read back; undefined if its spec is missing. */
   private async revive(id: string, head: StoredJob | LegacyJob): Promise<JobRecord | undefined> {
     if ('spec' in head) return reviveLegacy(head)
-    const [specPart] = await this.parts().getMany([partKey(id, 'spec')])
+    const specPart = await this.parts().get(partKey(id, 'spec'))
     const { spec, signature } = (specPart ?? {}) as { spec?: JobSpec; signature?: string }
     if (!spec || !signature) {
       this.d.log.error({ job: id }, 'the stored job has no spec; it is ignored')
