@@ -20,8 +20,18 @@
  *   figure is pessimistic against n + 1 machines. `cpu_s` adds the CPU time of every thread;
  *   `aggregator_cpu_s` and `client_cpu_max_s` split it. `rounds_only_s` times secure aggregation's message
  *   pattern alone (the same 7n messages and sizes, no computation): the floor that four round trips set on
- *   this transport. `mesh_missing_links` counts directed member links not up when timing began (0: full mesh).
+ *   this transport; on the keyed lines, the keyed protocol's 3n messages (the aggregator stopping at the
+ *   threshold's reveals, as the protocol does). `mesh_missing_links` counts directed member links not up when timing began (0: full mesh).
  *   n ≤ `--threads-max` (51 full nodes in 51 threads take minutes to start on this machine).
+ *
+ * - `nN-T-keyed-lenL` (T: memory, libp2p, libp2p-threads): one aggregation of a keyed session
+ *   (crypto/secagg/keyed.ts) after its key setup (`setup_s`, timed once apart); the clients draw nothing ahead,
+ *   so every aggregation's whole computation is inside `seconds`.
+ * - `nN-T-keyed-prepared-lenL`: the same with each client's input-independent part (its whole mask, and the
+ *   next aggregation's key pair, seed and share boxes: `KeyedSecAggClient.prepare`) drawn in an untimed gap
+ *   before the aggregation, as a client does between training rounds; `seconds` is the input-dependent part, from the start until the
+ *   aggregator holds the sum, and `prepare_cpu_s` the CPU the clients spent preparing it (added up; the
+ *   median over the timed runs).
  *
  * In the single-thread cases cpu_s is the process CPU time (libp2p included). Bytes are what an average client
  * sends; messages counts every party's sends in one aggregation. docs/secagg.md explains what each case means
@@ -45,7 +55,7 @@ import {
 } from '../crypto/secagg/index.ts'
 import { startLoopbackChannels } from '../sim/channels.ts'
 import { joinSession, type PartyInfo, signedGenesis, startPartyNode } from '../sim/party-node.ts'
-import { emit, ratio } from './report.ts'
+import { emit, percentile, ratio } from './report.ts'
 
 const TARGET_TIME_RATIO = 3
 const TARGET_BYTES_RATIO = 2
@@ -121,17 +131,20 @@ export default async function secagg(argv: string[]): Promise<void> {
         let secureMessages = 0
         let plainCpu = Number.POSITIVE_INFINITY
         let secureCpu = Number.POSITIVE_INFINITY
-        // Keyed: one key setup (timed once, apart), then one aggregation per repeat.
-        let setupS = performance.now()
-        const ko = secAggOptions(n, length, `keyed-${Date.now()}`)
-        const [keyedAgg, ...keyedClients] = (await Promise.all([
-          KeyedSecAggAggregator.setup(channels.get(AGGREGATOR)!, ko),
-          ...clients.map((c) => KeyedSecAggClient.setup(channels.get(c)!, ko)),
-        ])) as [KeyedSecAggAggregator, ...KeyedSecAggClient[]]
-        setupS = (performance.now() - setupS) / 1000
+        // Keyed: one key setup (timed once, apart), then one aggregation per repeat. Nothing is drawn ahead
+        // (prepareNext: false): every aggregation's whole computation is inside its timing.
+        const keyed = await keyedSession(channels, clients, length, 'keyed')
         let keyedS = Number.POSITIVE_INFINITY
         let keyedBytes = 0
         let keyedMessages = 0
+        // Keyed, prepared: each client draws the next aggregation's input-independent part (its mask, the next
+        // keys and their share boxes) in an untimed gap before it, as between training rounds.
+        const prepared = await keyedSession(channels, clients, length, 'prepared')
+        let preparedS = Number.POSITIVE_INFINITY
+        let preparedBytes = 0
+        let preparedMessages = 0
+        // The median over the runs (a CPU clock is too coarse for a minimum of one preparation to mean much).
+        const prepareCpu: number[] = []
         for (let r = 0; r < repeat; r++) {
           // Alternate so both see the same machine load.
           let b0 = sent()
@@ -163,12 +176,26 @@ export default async function secagg(argv: string[]): Promise<void> {
           m0 = messages()
           t0 = performance.now()
           await Promise.all([
-            keyedAgg.aggregate(r, length),
-            ...keyedClients.map((k, i) => k.aggregate(inputs[i], r)),
+            keyed.agg.aggregate(r, length),
+            ...keyed.clients.map((k, i) => k.aggregate(inputs[i], r)),
           ])
           keyedS = Math.min(keyedS, (performance.now() - t0) / 1000)
           keyedBytes = (sent() - b0) / n
           keyedMessages = messages() - m0
+          // The idle gap: every client prepares round r (untimed; its median CPU is reported as prepare_cpu_s).
+          c0 = process.cpuUsage()
+          for (const k of prepared.clients) k.prepare(r, length)
+          prepareCpu.push(cpuSince(c0))
+          b0 = sent()
+          m0 = messages()
+          t0 = performance.now()
+          await Promise.all([
+            prepared.agg.aggregate(r, length),
+            ...prepared.clients.map((k, i) => k.aggregate(inputs[i], r)),
+          ])
+          preparedS = Math.min(preparedS, (performance.now() - t0) / 1000)
+          preparedBytes = (sent() - b0) / n
+          preparedMessages = messages() - m0
         }
         emit({
           bench: 'secagg',
@@ -190,13 +217,29 @@ export default async function secagg(argv: string[]): Promise<void> {
           bench: 'secagg',
           case: `n${n}-${transport}-keyed-len${length}`,
           seconds: keyedS,
-          setup_s: setupS,
+          setup_s: keyed.setupS,
           bytes_per_client: keyedBytes,
           baseline_s: plainS,
           baseline_bytes_per_client: plainBytes,
           ratio: ratio(keyedS, plainS),
           bytes_ratio: keyedBytes / plainBytes,
           messages: keyedMessages,
+          baseline_messages: plainMessages,
+          target: TARGET_TIME_RATIO,
+          target_bytes_ratio: TARGET_BYTES_RATIO,
+        })
+        emit({
+          bench: 'secagg',
+          case: `n${n}-${transport}-keyed-prepared-len${length}`,
+          seconds: preparedS,
+          setup_s: prepared.setupS,
+          prepare_cpu_s: median(prepareCpu),
+          bytes_per_client: preparedBytes,
+          baseline_s: plainS,
+          baseline_bytes_per_client: plainBytes,
+          ratio: ratio(preparedS, plainS),
+          bytes_ratio: preparedBytes / plainBytes,
+          messages: preparedMessages,
           baseline_messages: plainMessages,
           target: TARGET_TIME_RATIO,
           target_bytes_ratio: TARGET_BYTES_RATIO,
@@ -208,12 +251,35 @@ export default async function secagg(argv: string[]): Promise<void> {
   }
 }
 
+/** A keyed session (key setup timed apart) whose clients draw nothing ahead unless told to (`prepare`). */
+async function keyedSession(
+  channels: Map<string, PartyChannel>,
+  clients: string[],
+  length: number,
+  name: string,
+): Promise<{ agg: KeyedSecAggAggregator; clients: KeyedSecAggClient[]; setupS: number }> {
+  const t0 = performance.now()
+  const o = secAggOptions(clients.length, length, `${name}-${Date.now()}`)
+  const [agg, ...cs] = (await Promise.all([
+    KeyedSecAggAggregator.setup(channels.get(AGGREGATOR)!, o),
+    ...clients.map((c) => KeyedSecAggClient.setup(channels.get(c)!, { ...o, prepareNext: false })),
+  ])) as [KeyedSecAggAggregator, ...KeyedSecAggClient[]]
+  return { agg, clients: cs, setupS: (performance.now() - t0) / 1000 }
+}
+
 function randomVector(length: number): BigUint64Array {
   return new BigUint64Array(randomFillSync(new Uint8Array(8 * length)).buffer)
 }
 
 function secAggOptions(n: number, length: number, session: string) {
   return { session, aggregator: AGGREGATOR, threshold: Math.floor((2 * n) / 3) + 1, length }
+}
+
+function median(xs: number[]): number {
+  return percentile(
+    [...xs].sort((a, b) => a - b),
+    50,
+  )
 }
 
 function cpuSince(c0: NodeJS.CpuUsage): number {
@@ -252,10 +318,11 @@ interface PartyData {
 }
 
 /**
- * What one timed run does: the plain sum, secure aggregation, or secure aggregation's rounds alone (its 7n
- * messages with their sizes, no computation: the floor its message pattern sets on this transport).
+ * What one timed run does: the plain sum, secure aggregation, secure aggregation's rounds alone (its 7n
+ * messages with their sizes, no computation: the floor its message pattern sets on this transport), one
+ * aggregation of a keyed session, or one of a keyed session whose clients prepared it before the start signal.
  */
-type Kind = 'plain' | 'secure' | 'rounds'
+type Kind = 'plain' | 'secure' | 'rounds' | 'keyed' | 'prepared' | 'keyed-rounds'
 
 /** Coordinator → party. */
 type Command =
@@ -267,9 +334,9 @@ type Command =
 /** Party → coordinator. */
 type Report =
   | { type: 'started'; info: PartyInfo }
-  | { type: 'joined'; unconnected: number }
+  | { type: 'joined'; unconnected: number; setup_s?: number }
   | { type: 'armed' }
-  | { type: 'done'; seconds?: number; cpu_s: number; bytes: number; messages: number }
+  | { type: 'done'; seconds?: number; cpu_s: number; bytes: number; messages: number; prepare_cpu_s?: number }
   | { type: 'stopped' }
   | { type: 'failed'; message: string }
 
@@ -311,11 +378,14 @@ async function threadsCase(
   }
   try {
     let missingLinks = 0
+    let setupS = 0
     try {
       const started = await all('started')
       const doc = await signedGenesis(started.map((s) => s.info))
       tell({ type: 'join', doc, session: `bench-secagg-threads-${Date.now()}` })
-      missingLinks = (await all('joined')).reduce((a, j) => a + j.unconnected, 0)
+      const joined = await all('joined')
+      missingLinks = joined.reduce((a, j) => a + j.unconnected, 0)
+      setupS = joined[0].setup_s ?? 0
     } catch (e) {
       process.stderr.write(
         `secagg: skipping threads at n=${n}: ${n + 1} libp2p nodes did not start (${(e as Error).message})\n`,
@@ -323,12 +393,13 @@ async function threadsCase(
       return
     }
     const best: Partial<Record<Kind, Figures>> = {}
+    const prepareCpu: number[] = []
     let seq = 0
     try {
       // Each thread compiles its own code: untimed warm-up runs first, as a node's later aggregations would be.
       for (let run = -warmup; run < repeat; run++) {
         // Alternate so all see the same machine load.
-        for (const kind of ['plain', 'secure', 'rounds'] as const) {
+        for (const kind of ['plain', 'secure', 'rounds', 'keyed', 'prepared', 'keyed-rounds'] as const) {
           seq++
           tell({ type: 'arm', kind, run: run + warmup, seq })
           await all('armed')
@@ -343,6 +414,8 @@ async function threadsCase(
             aggregatorCpuS: done[0].cpu_s,
             clientCpuMaxS: Math.max(...done.slice(1).map((d) => d.cpu_s)),
           }
+          // Thread CPU clocks tick in milliseconds here, too coarse for one preparation: the median over the runs.
+          if (kind === 'prepared') prepareCpu.push(done.reduce((a, d) => a + (d.prepare_cpu_s ?? 0), 0))
           if (!best[kind] || f.seconds < best[kind].seconds) best[kind] = f
         }
       }
@@ -381,6 +454,44 @@ async function threadsCase(
       target: TARGET_TIME_RATIO,
       target_bytes_ratio: TARGET_BYTES_RATIO,
     })
+    for (const [kind, name] of [
+      ['keyed', 'keyed'],
+      ['prepared', 'keyed-prepared'],
+    ] as const) {
+      const k = best[kind]!
+      const kr = best['keyed-rounds']!
+      emit({
+        bench: 'secagg',
+        case: `n${n}-libp2p-threads-${name}-len${length}`,
+        threads: true,
+        seconds: k.seconds,
+        setup_s: setupS,
+        prepare_cpu_s: kind === 'prepared' ? median(prepareCpu) : undefined,
+        bytes_per_client: k.bytesPerClient,
+        baseline_s: p.seconds,
+        baseline_bytes_per_client: p.bytesPerClient,
+        ratio: ratio(k.seconds, p.seconds),
+        bytes_ratio: k.bytesPerClient / p.bytesPerClient,
+        cpu_s: k.cpuS,
+        baseline_cpu_s: p.cpuS,
+        aggregator_cpu_s: k.aggregatorCpuS,
+        baseline_aggregator_cpu_s: p.aggregatorCpuS,
+        client_cpu_max_s: k.clientCpuMaxS,
+        baseline_client_cpu_max_s: p.clientCpuMaxS,
+        messages: k.messages,
+        baseline_messages: p.messages,
+        rounds_only_s: kr.seconds,
+        rounds_only_cpu_s: kr.cpuS,
+        rounds_only_aggregator_cpu_s: kr.aggregatorCpuS,
+        rounds_only_client_cpu_max_s: kr.clientCpuMaxS,
+        warmup_runs: warmup,
+        mesh_missing_links: missingLinks,
+        cores: navigator.hardwareConcurrency,
+        threads_n: n + 1,
+        target: TARGET_TIME_RATIO,
+        target_bytes_ratio: TARGET_BYTES_RATIO,
+      })
+    }
   } finally {
     tell({ type: 'stop' })
     // A party stuck in a failed run never reads `stop`: give the others a minute to stop their nodes.
@@ -450,6 +561,8 @@ async function partyThread({ name, dir, clients, length, go }: PartyData['secagg
   }
   report({ type: 'started', info })
   let ch: PartyChannel | undefined
+  let keyed: KeyedSecAggClient | KeyedSecAggAggregator | undefined
+  let prepared: KeyedSecAggClient | KeyedSecAggAggregator | undefined
   const input = name === AGGREGATOR ? undefined : randomVector(length)
   let plainSum: RingVector | undefined
   try {
@@ -463,11 +576,27 @@ async function partyThread({ name, dir, clients, length, go }: PartyData['secagg
           timeoutMs: Math.max(30_000, 5_000 * n),
         })
         ch = joined.channel
-        report({ type: 'joined', unconnected: joined.unconnected.length })
+        // The keyed sessions of the `keyed` and `prepared` kinds: one key setup each, before any timed run.
+        const t0 = performance.now()
+        keyed = await keyedParty(ch, name, n, length, 'keyed')
+        prepared = await keyedParty(ch, name, n, length, 'prepared')
+        report({
+          type: 'joined',
+          unconnected: joined.unconnected.length,
+          setup_s: (performance.now() - t0) / 2000,
+        })
         continue
       }
       if (c.type !== 'arm' || !ch) throw new Error(`${name}: unexpected command ${c.type}`)
       const tag = `${c.kind}${c.run}`
+      // The `prepared` kind: the client draws the aggregation's input-independent part now, before the start.
+      let prepareCpu: number | undefined
+      if (c.kind === 'prepared' && prepared instanceof KeyedSecAggClient) {
+        const p0 = process.threadCpuUsage()
+        prepared.prepare(c.run, length)
+        const p = process.threadCpuUsage(p0)
+        prepareCpu = (p.user + p.system) / 1e6
+      }
       const b0 = ch.stats()
       const cpu0 = process.threadCpuUsage()
       if (name === AGGREGATOR) {
@@ -482,11 +611,23 @@ async function partyThread({ name, dir, clients, length, go }: PartyData['secagg
             ? await plainAggregate(ch, clients, length, tag)
             : c.kind === 'secure'
               ? (await secAggAggregate(ch, secAggOptions(n, length, tag))).sum
-              : await roundsAggregator(ch, clients, length, tag)
+              : c.kind === 'rounds'
+                ? await roundsAggregator(ch, clients, length, tag)
+                : c.kind === 'keyed-rounds'
+                  ? await keyedRoundsAggregator(ch, clients, length, tag)
+                  : (
+                      await ((c.kind === 'keyed' ? keyed : prepared) as KeyedSecAggAggregator).aggregate(
+                        c.run,
+                        length,
+                      )
+                    ).sum
         const seconds = (performance.now() - t0) / 1000
         if (c.kind === 'plain') plainSum = sum
-        else if (c.kind === 'secure' && (!plainSum || Buffer.compare(bytesOf(sum), bytesOf(plainSum)) !== 0))
-          throw new Error('secure aggregation sum differs from the plain sum')
+        else if (
+          !c.kind.includes('rounds') &&
+          (!plainSum || Buffer.compare(bytesOf(sum), bytesOf(plainSum)) !== 0)
+        )
+          throw new Error(`${c.kind} secure aggregation sum differs from the plain sum`)
         report({ type: 'done', seconds, ...since(ch, b0, cpu0) })
       } else {
         const started = waitAsync(counter, 0, c.seq - 1)
@@ -494,8 +635,10 @@ async function partyThread({ name, dir, clients, length, go }: PartyData['secagg
         if (started.async) await started.value
         if (c.kind === 'plain') await plainSend(ch, input!, tag)
         else if (c.kind === 'secure') await secAggClient(ch, input!, secAggOptions(n, length, tag))
-        else await roundsClient(ch, n, input!, tag)
-        report({ type: 'done', ...since(ch, b0, cpu0) })
+        else if (c.kind === 'rounds') await roundsClient(ch, n, input!, tag)
+        else if (c.kind === 'keyed-rounds') await keyedRoundsClient(ch, n, input!, tag)
+        else await ((c.kind === 'keyed' ? keyed : prepared) as KeyedSecAggClient).aggregate(input!, c.run)
+        report({ type: 'done', prepare_cpu_s: prepareCpu, ...since(ch, b0, cpu0) })
       }
     }
   } catch (e) {
@@ -505,6 +648,20 @@ async function partyThread({ name, dir, clients, length, go }: PartyData['secagg
     await node.stop()
     report({ type: 'stopped' })
   }
+}
+
+/** One party's end of a keyed session of the threads case (clients prepare only when told to). */
+async function keyedParty(
+  ch: PartyChannel,
+  name: string,
+  n: number,
+  length: number,
+  session: string,
+): Promise<KeyedSecAggClient | KeyedSecAggAggregator> {
+  const o = secAggOptions(n, length, session)
+  return name === AGGREGATOR
+    ? KeyedSecAggAggregator.setup(ch, o)
+    : KeyedSecAggClient.setup(ch, { ...o, prepareNext: false })
 }
 
 // Message sizes of secure aggregation (crypto/secagg/secagg.ts): keys, a share box, a reveal entry.
@@ -542,6 +699,52 @@ async function roundsAggregator(
   await round('reveal', undefined, 0)
   let acc: RingVector = new BigUint64Array(length)
   for (const m of masked) acc = ringAdd(acc, new BigUint64Array(m.slice().buffer))
+  return acc
+}
+
+// Message sizes of keyed secure aggregation (crypto/secagg/keyed.ts): the next aggregation's public key, a share
+// box in the masked message and in the unmask message.
+const NEXT_KEY_BYTES = 32
+const NEXT_BOX_BYTES = 2 + 64 + AEAD_OVERHEAD
+const NEXT_RECORD_BYTES = 2 + 32 + 64 + AEAD_OVERHEAD
+
+/** Keyed secure aggregation's client messages and waits without its computation (the `keyed-rounds` kind). */
+async function keyedRoundsClient(
+  ch: PartyChannel,
+  n: number,
+  input: BigUint64Array,
+  tag: string,
+): Promise<void> {
+  const masked = new Uint8Array(input.byteLength + NEXT_KEY_BYTES + (n - 1) * NEXT_BOX_BYTES)
+  masked.set(new Uint8Array(input.buffer))
+  await ch.send(AGGREGATOR, `${tag}/masked`, masked)
+  await ch.recv(AGGREGATOR, `${tag}/unmask`)
+  await ch.send(AGGREGATOR, `${tag}/reveal`, new Uint8Array(n * REVEAL_BYTES))
+}
+
+/** The aggregator's side of `keyedRoundsClient`; like the protocol, it stops at the threshold's reveals. */
+async function keyedRoundsAggregator(
+  ch: PartyChannel,
+  clients: string[],
+  length: number,
+  tag: string,
+): Promise<RingVector> {
+  const n = clients.length
+  const masked = await Promise.all(clients.map((c) => ch.recv(c, `${tag}/masked`)))
+  const unmask = new Uint8Array(2 + 2 * n + (n - 1) * NEXT_RECORD_BYTES)
+  await Promise.all(clients.map((c) => ch.send(c, `${tag}/unmask`, unmask)))
+  let got = 0
+  const t = secAggOptions(n, length, tag).threshold
+  await new Promise<void>((resolve) => {
+    for (const c of clients) {
+      ch.recv(c, `${tag}/reveal`).then(
+        () => ++got === t && resolve(),
+        () => undefined,
+      )
+    }
+  })
+  let acc: RingVector = new BigUint64Array(length)
+  for (const m of masked) acc = ringAdd(acc, new BigUint64Array(m.slice(0, 8 * length).buffer))
   return acc
 }
 

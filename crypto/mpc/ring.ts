@@ -316,9 +316,10 @@ function unary(fn: Sh, a: Ring, s: bigint): Ring {
 /**
  * v + Σ (or −) the terms mod 2^64, in place in WebAssembly memory: one copy in per term and one out, where a
  * chain of ringAdd calls copies v in and out at every step. Terms are read one at a time, so a generator can
- * make each (a PRG mask) only when it is needed.
+ * make each (a PRG mask) only when it is needed. With `out` (same length) the result is written there and
+ * returned: e.g. a view into a message buffer, which saves allocating and copying the vector once more.
  */
-export function ringAccumulate(v: Ring, terms: Iterable<{ x: Ring; sub?: boolean }>): Ring {
+export function ringAccumulate(v: Ring, terms: Iterable<{ x: Ring; sub?: boolean }>, out?: Ring): Ring {
   const n = v.length
   const h = heap(16 * n)
   h.set(v, 0)
@@ -327,7 +328,10 @@ export function ringAccumulate(v: Ring, terms: Iterable<{ x: Ring; sub?: boolean
     h.set(x, n)
     ;(sub ? wasm.sub : wasm.add)(0, 8 * n, 0, 8 * n)
   }
-  return h.slice(0, n)
+  if (!out) return h.slice(0, n)
+  sameLength(v, out)
+  out.set(h.subarray(0, n))
+  return out
 }
 
 export const ringAdd = (a: Ring, b: Ring): Ring => binary(wasm.add, a, b)

@@ -1,4 +1,4 @@
-export { KeyedSecAggAggregator, KeyedSecAggClient } from './keyed.ts'
+export { type KeyedClientOptions, KeyedSecAggAggregator, KeyedSecAggClient } from './keyed.ts'
 export {
   type AggregateResult,
   type AggregatorOptions,

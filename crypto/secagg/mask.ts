@@ -26,19 +26,25 @@ export interface Mask {
   sub?: boolean
 }
 
-/** v ± every mask mod 2^64 in one pass (ringAccumulate), each keystream made only when it is added. */
-export function applyMasks(v: RingVector, masks: readonly Mask[]): RingVector {
+/**
+ * v ± every mask mod 2^64 in one pass (ringAccumulate), each keystream made only when it is added; written
+ * into `out` when given (e.g. the vector's place in the message to send).
+ */
+export function applyMasks(v: RingVector, masks: readonly Mask[], out?: RingVector): RingVector {
   return ringAccumulate(
     v,
     (function* () {
       for (const m of masks) yield { x: keystream(m.seed, v.length, m.iv ?? IV), sub: m.sub }
     })(),
+    out,
   )
 }
 
-/** The bytes as Z(2^64) elements: a view when 8-byte aligned (no copy), a copy otherwise (small outputs of
- * node:crypto come from a shared pool at any offset). */
-function ringView(b: Uint8Array): RingVector {
+/**
+ * The bytes as Z(2^64) elements: a view when 8-byte aligned (no copy), a copy otherwise (small outputs of
+ * node:crypto come from a shared pool at any offset; a received message may sit anywhere in a frame).
+ */
+export function ringView(b: Uint8Array): RingVector {
   const n = b.byteLength >>> 3
   return b.byteOffset % 8 === 0
     ? new BigUint64Array(b.buffer, b.byteOffset, n)

@@ -28,8 +28,8 @@ import type { PartyChannel } from '../channel.ts'
 import { SyndicateError } from '../errors.ts'
 import type { RingVector } from '../fixed.ts'
 import { SEED_BYTES } from '../mpc/prg.ts'
-import { ringAdd } from '../mpc/ring.ts'
-import { ringFromBytes, ringToBytes } from '../mpc/wire.ts'
+import { ringAccumulate } from '../mpc/ring.ts'
+import { ringToBytes } from '../mpc/wire.ts'
 import {
   bytesToField,
   combineWith,
@@ -40,7 +40,7 @@ import {
   shamirSplit,
 } from '../shamir.ts'
 import { agree, type KeyPair, keyPairFromSecret, newKeyPair, selfMaskSeed } from './keys.ts'
-import { applyMasks, type Mask } from './mask.ts'
+import { applyMasks, type Mask, ringView } from './mask.ts'
 
 export interface SecAggOptions {
   /** Unique per aggregation; prefixes tags and binds every derived key. */
@@ -225,22 +225,22 @@ export async function secAggAggregate(ch: PartyChannel, o: AggregatorOptions): P
   const { keys, u2 } = await gatherKeys(ch, clients, o.threshold, tag, wait, REC_BOX)
 
   // Round 2: masked inputs, added up as they arrive (the sum over U3 whatever the order).
-  let sum: RingVector = new BigUint64Array(o.length)
+  const sum: RingVector = new BigUint64Array(o.length)
   const masked = await collect(ch, u2, tag('masked'), wait, (p, m) => {
     if (m.length !== 8 * o.length) throw badMessage(p, `masked input of ${m.length} bytes`)
-    sum = ringAdd(sum, ringFromBytes(m, o.length, p, tag('masked')))
+    ringAccumulate(sum, [{ x: ringView(m) }], sum)
   })
   if (masked.size < o.threshold) throw tooFew('masked inputs', masked.size, o.threshold, missing(u2, masked))
   const u3 = [...masked.keys()]
   const u3List = Buffer.concat(u3.map((p) => u16Bytes(idx(p))))
   await Promise.all(u3.map((p) => ch.send(p, tag('unmask'), u3List)))
 
-  // Round 3: collect one share per U2 client from each survivor, then unmask.
-  const reveals = await collect(ch, u3, tag('reveal'), wait)
+  // Round 3: one share per U2 client from each of the first `threshold` survivors to answer, then unmask.
+  // Every reveal carries one share per U2 client; the first `threshold` revealers' shares suffice (the others
+  // are not waited for), and their Lagrange coefficients serve every reconstruction.
+  const reveals = await collect(ch, u3, tag('reveal'), wait, undefined, o.threshold)
   if (reveals.size < o.threshold)
     throw tooFew('unmasking shares', reveals.size, o.threshold, missing(u3, reveals))
-  // Every reveal carries one share per U2 client; the first `threshold` revealers' shares suffice, and their
-  // Lagrange coefficients serve every reconstruction.
   const { secretOf } = reconstruct(ch, reveals, o.threshold, u2, (p) => masked.has(p))
 
   const masks: Mask[] = u3.map((p) => ({ seed: selfMaskSeed(secretOf(p), o.session), sub: true }))
@@ -393,15 +393,28 @@ export function reconstruct(
   return { quorum, secretOf }
 }
 
-/** One revealed share: u16 client ‖ kind (REVEAL_B or REVEAL_S) ‖ field element. */
-export function revealRecord(w: number, kind: number, y: bigint): Uint8Array {
-  return Buffer.concat([u16Bytes(w), Uint8Array.of(kind), fieldToBytes(y)])
+/** Bytes of one revealed share: u16 client ‖ kind (REVEAL_B or REVEAL_S) ‖ field element. */
+export const REVEAL_RECORD = REC_REVEAL
+
+/** One revealed share, written into `out` at `at` (default: a record of its own); returns `out`. */
+export function revealRecord(
+  w: number,
+  kind: number,
+  y: bigint,
+  out: Uint8Array = new Uint8Array(REC_REVEAL),
+  at = 0,
+): Uint8Array {
+  out[at] = w & 0xff
+  out[at + 1] = w >>> 8
+  out[at + 2] = kind
+  out.set(fieldToBytes(y), at + 3)
+  return out
 }
 
 /**
- * Messages under `tag` from `from`, waiting until all arrived or `timeoutMs` passed; parties missing then
- * count as dropped (a late message is ignored). `onMessage` sees each message that arrives in time, as it
- * arrives; what it throws fails the collection.
+ * Messages under `tag` from `from`, waiting until all arrived (or `enough` of them) or `timeoutMs` passed;
+ * parties missing then count as dropped (a late message is taken off the channel and ignored). `onMessage`
+ * sees each message that arrives in time, as it arrives; what it throws fails the collection.
  */
 export async function collect(
   ch: PartyChannel,
@@ -409,12 +422,15 @@ export async function collect(
   tag: string,
   timeoutMs: number,
   onMessage?: (from: string, m: Uint8Array) => void,
+  enough = from.length,
 ): Promise<Map<string, Uint8Array>> {
   const got = new Map<string, Uint8Array>()
   let open = true
   let timer: NodeJS.Timeout | undefined
+  let done: () => void = () => undefined
   const timeout = new Promise<void>((r) => {
     timer = setTimeout(r, timeoutMs)
+    done = r
   })
   const all = Promise.all(
     from.map((p) =>
@@ -423,6 +439,7 @@ export async function collect(
           if (!open) return
           onMessage?.(p, m)
           got.set(p, m)
+          if (got.size >= enough) done()
         },
         () => undefined,
       ),
