@@ -697,9 +697,7 @@ async function roundsAggregator(
   await round('shares', 'inbox', (n - 1) * BOX_BYTES)
   const masked = await round('masked', 'unmask', 2 * n)
   await round('reveal', undefined, 0)
-  let acc: RingVector = new BigUint64Array(length)
-  for (const m of masked) acc = ringAdd(acc, new BigUint64Array(m.slice().buffer))
-  return acc
+  return sumOf(masked, length)
 }
 
 // Message sizes of keyed secure aggregation (crypto/secagg/keyed.ts): the next aggregation's public key, a share
@@ -743,6 +741,11 @@ async function keyedRoundsAggregator(
       )
     }
   })
+  return sumOf(masked, length)
+}
+
+/** The ring sum of the first `length` elements of each masked vector received (what the rounds-only kinds add). */
+function sumOf(masked: Uint8Array[], length: number): RingVector {
   let acc: RingVector = new BigUint64Array(length)
   for (const m of masked) acc = ringAdd(acc, new BigUint64Array(m.slice(0, 8 * length).buffer))
   return acc
