@@ -96,13 +96,9 @@ describe('keyed secure aggregation (one key setup, many aggregations)', () => {
     const { agg, cs, chs } = await keyed(3)
     const seen: Uint8Array[] = []
     // c0's channel records its masked inputs (what the aggregator receives) from now on
-    const c0 = chs.get('c0')!
-    const send = c0.send.bind(c0)
-    Object.assign(c0, {
-      send: (to: string, tag: string, p: Uint8Array) => {
-        if (tag.endsWith('/masked')) seen.push(p.slice(0, 8 * L))
-        return send(to, tag, p)
-      },
+    interceptSends(chs.get('c0')!, (_, tag, p) => {
+      if (tag.endsWith('/masked')) seen.push(p.slice(0, 8 * L))
+      return p
     })
     const zeros = new BigUint64Array(L)
     for (const round of [0, 1, 2, 3]) {
@@ -128,6 +124,33 @@ async function round(
     ...cs.map((c, i) => (skip.includes(i) ? undefined : c.aggregate(inputs[i], r))),
   ])
   return res as { sum: BigUint64Array; contributors: string[] }
+}
+
+/** Aggregation `r` with every client; the aggregator's result or error, then each client's error (or null). */
+function attempt(agg: KeyedSecAggAggregator, cs: KeyedSecAggClient[], r: number) {
+  return Promise.all([
+    agg.aggregate(r, L).catch((e) => e),
+    ...cs.map((c) =>
+      c.aggregate(randomVector(), r).then(
+        () => null,
+        (e) => e,
+      ),
+    ),
+  ])
+}
+
+/** From now on, what `ch` sends goes through `edit`: the payload to send instead, or undefined to drop it. */
+function interceptSends(
+  ch: PartyChannel,
+  edit: (to: string, tag: string, p: Uint8Array) => Uint8Array | undefined,
+): void {
+  const send = ch.send.bind(ch)
+  Object.assign(ch, {
+    send: (to: string, tag: string, p: Uint8Array) => {
+      const q = edit(to, tag, p)
+      return q ? send(to, tag, q) : Promise.resolve()
+    },
+  } satisfies Partial<PartyChannel>)
 }
 
 const idle = () => new Promise((r) => setImmediate(r))
@@ -214,29 +237,17 @@ describe('keyed secure aggregation: the next round prepared between aggregations
   ] as const) {
     it(`a client refuses ${what} the aggregator tampered with, naming the box sender`, async () => {
       const { agg, cs, chs } = await keyed(3, 2, 200, false)
-      const a = chs.get('agg')!
-      const send = a.send.bind(a)
-      Object.assign(a, {
-        send: (to: string, tag: string, p: Uint8Array) => {
-          const q = p.slice()
-          // round 0's unmask message to c1: u16 count, 3 u16 clients, then per other survivor u16 sender ‖ its
-          // next public key ‖ box (nonce first), c0's first
-          if (to === 'c1' && tag.endsWith('/r0/unmask')) q[at] ^= 1
-          return send(to, tag, q)
-        },
-      } satisfies Partial<PartyChannel>)
+      interceptSends(chs.get('agg')!, (to, tag, p) => {
+        const q = p.slice()
+        // round 0's unmask message to c1: u16 count, 3 u16 clients, then per other survivor u16 sender ‖ its
+        // next public key ‖ box (nonce first), c0's first
+        if (to === 'c1' && tag.endsWith('/r0/unmask')) q[at] ^= 1
+        return q
+      })
       const inputs = cs.map(() => randomVector())
       expect((await round(agg, cs, inputs, 0)).sum).toEqual(plainSum(inputs))
       // The box holds c0's shares for the next aggregation: c1 finds out when it draws that one.
-      const results = await Promise.all([
-        agg.aggregate(1, L).catch((e) => e),
-        ...cs.map((c) =>
-          c.aggregate(randomVector(), 1).then(
-            () => null,
-            (e) => e,
-          ),
-        ),
-      ])
+      const results = await attempt(agg, cs, 1)
       expect(isSyndicateError(results[2], ERR_SECAGG_BAD_MESSAGE)).toBe(true)
       expect(results[2].details.party).toBe('c0')
     })
@@ -244,21 +255,10 @@ describe('keyed secure aggregation: the next round prepared between aggregations
 
   it('after an aggregation that failed once its masked input went out, a client never masks with those keys again', async () => {
     const { agg, cs, chs } = await keyed(3, 2, 200, false)
-    const a = chs.get('agg')!
-    const send = a.send.bind(a)
-    Object.assign(a, {
-      send: (to: string, tag: string, p: Uint8Array) =>
-        send(to, tag, to === 'c1' && tag.endsWith('/r0/unmask') ? p.subarray(1) : p),
-    } satisfies Partial<PartyChannel>)
-    const results = await Promise.all([
-      agg.aggregate(0, L).catch((e) => e),
-      ...cs.map((c) =>
-        c.aggregate(randomVector(), 0).then(
-          () => null,
-          (e) => e,
-        ),
-      ),
-    ])
+    interceptSends(chs.get('agg')!, (to, tag, p) =>
+      to === 'c1' && tag.endsWith('/r0/unmask') ? p.subarray(1) : p,
+    )
+    const results = await attempt(agg, cs, 0)
     expect(isSyndicateError(results[2], ERR_SECAGG_BAD_MESSAGE)).toBe(true)
     // Its round-0 mask is out there: a new vector under the same mask would give away the difference.
     await expect(cs[1].aggregate(randomVector(), 1)).rejects.toSatisfy(
@@ -269,12 +269,7 @@ describe('keyed secure aggregation: the next round prepared between aggregations
 
   it('the aggregator names a client whose masked input has the wrong length', async () => {
     const { agg, cs, chs } = await keyed(3, 2, 200)
-    const c2 = chs.get('c2')!
-    const send = c2.send.bind(c2)
-    Object.assign(c2, {
-      send: (to: string, tag: string, p: Uint8Array) =>
-        send(to, tag, tag.endsWith('/masked') ? p.subarray(8) : p),
-    } satisfies Partial<PartyChannel>)
+    interceptSends(chs.get('c2')!, (_, tag, p) => (tag.endsWith('/masked') ? p.subarray(8) : p))
     const running = cs.map((c) => c.aggregate(randomVector(), 0).catch(() => undefined))
     const err = await agg.aggregate(0, L).catch((e) => e)
     for (const c of ['c0', 'c1', 'c2']) chs.get(c)!.close()
@@ -288,12 +283,7 @@ describe('keyed secure aggregation: reveals', () => {
   it('the aggregator finishes once threshold reveals are in, without waiting for the others', async () => {
     const { agg, cs, chs } = await keyed(4, 3, 20_000)
     // c3's reveal of round 0 never leaves: its masked input is in the sum all the same
-    const c3 = chs.get('c3')!
-    const send = c3.send.bind(c3)
-    Object.assign(c3, {
-      send: (to: string, tag: string, p: Uint8Array) =>
-        tag.endsWith('/r0/reveal') ? Promise.resolve() : send(to, tag, p),
-    } satisfies Partial<PartyChannel>)
+    interceptSends(chs.get('c3')!, (_, tag, p) => (tag.endsWith('/r0/reveal') ? undefined : p))
     const inputs = cs.map(() => randomVector())
     const t0 = performance.now()
     const res = await round(agg, cs, inputs, 0)
