@@ -9,9 +9,11 @@ import type { RunningNode } from '../node/daemon.ts'
 import { loadIdentity } from '../node/identity.ts'
 import type { JobRecord } from '../node/jobs/service.ts'
 import type { ConsortiumDocument } from '../protocol/consortium.ts'
+import { withTimeout } from '../protocol/define.ts'
 import { signObject, verifyValue } from '../protocol/signing.ts'
 import { type SimNode, startConsortium } from '../sim/consortium.ts'
 import { joinConsortium, type PartyInfo, signedGenesis, startPartyNode } from '../sim/party-node.ts'
+import { call } from '../sim/scenario.ts'
 import { emit, percentile } from './report.ts'
 
 /**
@@ -51,7 +53,6 @@ async function inOneThread(n: number): Promise<void> {
   const sim = await startConsortium({ names: NAMES, logLevel: 'silent' })
   try {
     const nodes = sim.nodes.map((s) => s.node)
-    // Automatic approval everywhere, set through the API as an operator would.
     await Promise.all(sim.nodes.map((s) => setAutoApproval(s.node, s.token)))
     const cold = await burst(nodes, n, 'cold')
     // Each party's signed outcome is still on its way to the others when the last job succeeds: the one-at-a-
@@ -79,14 +80,7 @@ async function inOneThread(n: number): Promise<void> {
     // Offline verification of the three logs the first burst produced, as an auditor would run it.
     for (const node of nodes) await node.governance.checkpointNow()
     for (const node of nodes) await node.governance.witnessAll()
-    const bundles = await Promise.all(
-      sim.nodes.map(async (s) => {
-        const r = await fetch(`${s.node.httpUrl}/v1/audit/export`, {
-          headers: { authorization: `Bearer ${s.token}` },
-        })
-        return r.json()
-      }),
-    )
+    const bundles = await Promise.all(sim.nodes.map((s) => call(s.node, s.token, 'GET', '/v1/audit/export')))
     const entries = bundles.reduce((k: number, b) => k + (b as { entries: unknown[] }).entries.length, 0)
     const tv = performance.now()
     const report = await verifyBundles(bundles)
@@ -280,7 +274,7 @@ async function burst(nodes: RunningNode[], n: number, tag: string): Promise<Burs
       await nodes[i % 3].jobs.propose({ id, kind: 'noop', parties: PARTIES, timeoutSeconds: 600 })
     }),
   )
-  const done = await withTimeout(finished, 120_000, () => `the ${tag} burst did not finish in 120 s`)
+  const done = await withTimeout(finished, 120_000, `the ${tag} burst`)
   const cpu = process.cpuUsage(cpu0)
   const main = process.threadCpuUsage(main0)
   return {
@@ -329,23 +323,9 @@ async function settled(nodes: RunningNode[], ids: string[], parties = nodes.leng
   return performance.now() - t
 }
 
+/** Automatic approval, set through the node's API as an operator would. */
 async function setAutoApproval(node: RunningNode, token: string): Promise<void> {
-  const r = await fetch(`${node.httpUrl}/v1/policy`, {
-    method: 'PUT',
-    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ approval: 'auto' }),
-  })
-  if (!r.ok) throw new Error(`cannot set the policy: ${r.status} ${await r.text()}`)
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number, what: () => string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  return Promise.race([
-    p,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(what())), ms)
-    }),
-  ]).finally(() => clearTimeout(timer))
+  await call(node, token, 'PUT', '/v1/policy', { approval: 'auto' })
 }
 
 // ---- each node in its own worker thread ---------------------------------------------------------------------
@@ -418,11 +398,7 @@ async function inThreads(n: number): Promise<void> {
       threads.forEach((t, k) => {
         t.send({ op: 'burst', ids, propose: ids.filter((_, i) => i % threads.length === k) })
       })
-      const results = await withTimeout(
-        Promise.all(reports),
-        120_000,
-        () => `the ${tag} burst did not finish`,
-      )
+      const results = await withTimeout(Promise.all(reports), 120_000, `the ${tag} burst`)
       const cpu = process.cpuUsage(cpu0)
       const started = Object.assign({}, ...results.map((r) => r.started)) as Record<string, number>
       const done = ids.map((id) => Math.max(...results.map((r) => r.succeeded[id])))
